@@ -1,0 +1,38 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config.toml
+
+.PHONY: install run scan test lint bench bench-quick clean
+
+install: $(VENV)/.installed
+
+# Re-install only when the dependency list changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install
+	$(BIN)/photocluster -c $(CONFIG) run
+
+scan: install
+	$(BIN)/photocluster -c $(CONFIG) scan
+
+lint: install
+	$(BIN)/ruff check daemon tests bench
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/python -m pytest -q -ra
+
+bench: install
+	$(BIN)/python -m bench all
+
+bench-quick: install
+	$(BIN)/python -m bench quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
