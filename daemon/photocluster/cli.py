@@ -1,0 +1,131 @@
+"""Command line: `photocluster [-c CONFIG] run|scan|recluster|status|check-config|weights`.
+
+The only place that configures logging and turns errors into exit codes:
+0 ok, 1 runtime error, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from photocluster import library, status, weights
+from photocluster.config import Config, load_config
+from photocluster.errors import ConfigError, PhotoclusterError
+from photocluster.lock import current_holder
+
+logger = logging.getLogger("photocluster")
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        config = load_config(Path(args.config))
+        if not args.verbose:
+            logging.getLogger().setLevel(config.log.level)
+        return int(_COMMANDS[args.command](config, args))
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    except PhotoclusterError as error:
+        logger.error("%s", error)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="photocluster", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "-c", "--config", default=os.environ.get("PHOTOCLUSTER_CONFIG", "config.toml")
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the daemon in the foreground")
+    commands.add_parser("scan", help="sort everything once, then exit")
+    recluster = commands.add_parser("recluster", help="recluster now (signals a running daemon)")
+    recluster.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    state = commands.add_parser("status", help="what is sorted, failed and pending")
+    state.add_argument("--json", action="store_true")
+    commands.add_parser("check-config", help="validate the configuration")
+    commands.add_parser("weights", help="fetch and verify the VGG16 weights")
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    from photocluster.service import run_daemon  # heavy: only the daemon needs it
+
+    return run_daemon(config)
+
+
+def _scan(config: Config, args: argparse.Namespace) -> int:
+    with library.open_library(config, "scan") as lib:
+        library.scan(lib)
+    return EXIT_OK
+
+
+def _recluster(config: Config, args: argparse.Namespace) -> int:
+    holder = current_holder(config.paths.state)
+    if holder is not None and holder.role == "run" and not args.dry_run:
+        os.kill(holder.pid, signal.SIGUSR1)
+        print(f"asked the running daemon (pid {holder.pid}) to recluster")
+        return EXIT_OK
+    with library.open_library(config, "recluster") as lib:
+        changes = library.recluster_now(lib, force=True, dry_run=args.dry_run)
+    if args.dry_run:
+        print("\n".join(changes or ["no changes"]))
+    return EXIT_OK
+
+
+def _status(config: Config, args: argparse.Namespace) -> int:
+    report = status.collect(config.paths.state)
+    print(json.dumps(report, indent=2) if args.json else status.render(report))
+    return EXIT_OK
+
+
+def _check_config(config: Config, args: argparse.Namespace) -> int:
+    print(f"{config.source}: ok")
+    print(f"  photos:   {config.paths.photos}")
+    print(f"  clusters: {config.paths.clusters}")
+    print(f"  state:    {config.paths.state}")
+    return EXIT_OK
+
+
+def _weights(config: Config, args: argparse.Namespace) -> int:
+    settings = config.embedding
+    found = weights.resolve(settings.weights, settings.preprocessing, library.weights_dir(config))
+    print(
+        f"{found.origin}\n  file: {found.path}\n  sha256: {found.sha256}\n"
+        f"  preprocessing: {found.preprocessing}"
+    )
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "run": _run,
+    "scan": _scan,
+    "recluster": _recluster,
+    "status": _status,
+    "check-config": _check_config,
+    "weights": _weights,
+}

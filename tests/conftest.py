@@ -1,0 +1,122 @@
+"""Shared test fixtures: a fake embedder for plumbing, config files, photo sets, real weights."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO.parent / "shared" / "datasets"
+TEST_CACHE = REPO / ".test-cache"
+
+
+class FakeEmbedder:
+    """Colour layout as a vector: same-coloured photos land together. For plumbing tests."""
+
+    fingerprint = "fake-embedder-1"
+    input_size = 32
+    dim = 512
+    batch_size = 8
+
+    def __init__(self) -> None:
+        self.embedded = 0  # photos passed through the model, to prove reuse
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        self.embedded += len(images)
+        count = len(images)
+        grid = images.reshape(count, 4, 8, 4, 8, 3).astype(np.float32).mean(axis=(2, 4))
+        features = np.zeros((count, self.dim), np.float32)
+        features[:, :48] = grid.reshape(count, 48) / 255.0 - 0.5
+        features[:, 48] = 0.05  # keeps a black photo away from the zero vector
+        return features / np.linalg.norm(features, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+def write_photo(path: Path, colour: tuple[int, int, int], size: int = 64, seed: int = 0) -> Path:
+    """A small JPEG of one colour (RGB) with a little noise, so each file is distinct."""
+    rng = np.random.default_rng(seed)
+    rgb = np.clip(np.array(colour) + rng.normal(0, 4, (size, size, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+@pytest.fixture
+def colour_library(tmp_path: Path) -> Path:
+    """photos/<colour>/<colour>_<i>.jpg, 6 per colour; returns the photo root."""
+    root = tmp_path / "photos"
+    for name, colour in COLOURS.items():
+        for index in range(6):
+            write_photo(root / name / f"{name}_{index}.jpg", colour, seed=index)
+    return root
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    """A config.toml in tmp_path with photos/, clusters and state beside it."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[paths]\nphotos = "photos"\nclusters = "clusters"\nstate = "state"\n'
+        "[clustering]\nk_min = 2\nk_max = 6\n" + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+def tree_snapshot(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file under root: proves originals are untouched."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }
+
+
+def require_dataset(name: str) -> Path:
+    folder = DATASETS / name
+    if not folder.is_dir():
+        pytest.skip(f"photo set {folder} is absent (tests read ../shared/datasets beside the repo)")
+    return folder
+
+
+def copy_dataset(name: str, target: Path) -> dict[str, str]:
+    """Copy a labelled set into target; returns relative path -> label (the folder name)."""
+    source = require_dataset(name)
+    shutil.copytree(source, target)
+    return {
+        str(path.relative_to(target)): path.parent.name
+        for path in sorted(target.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def real_weights() -> object:
+    """The real ImageNet VGG16 weights, fetched once per checkout into .test-cache/."""
+    from photocluster import weights
+    from photocluster.errors import WeightsError
+
+    try:
+        return weights.resolve("auto", "auto", TEST_CACHE / "weights")
+    except WeightsError as error:
+        pytest.skip(f"real VGG16 weights unavailable: {error}")
+
+
+MakeEmbedder = Callable[..., object]
