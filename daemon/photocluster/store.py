@@ -1,0 +1,500 @@
+"""The SQLite catalog (the truth) and a FAISS index of its vectors (a rebuildable cache).
+
+Every write transaction bumps a change counter in `meta`. `index.stamp` holds the counter the
+index was saved at (and the index file's digest); the index is loaded only when that matches the
+catalog, so a crash between a catalog write and an index save costs a rebuild, never a wrong index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from photocluster.errors import LockedError, StateError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1  # PRAGMA user_version; a later version adds its migration in _open_schema
+CATALOG, INDEX, STAMP, LOCK = "catalog.sqlite", "index.faiss", "index.stamp", "catalog.lock"
+_CHANGES, _CATALOG_ID, _DIM = "store.changes", "store.catalog_id", "store.dim"  # reserved keys
+_SCHEMA = """
+CREATE TABLE photos (id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE, -- os.fsencode(path)
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, content_hash TEXT,
+    vector BLOB, fingerprint TEXT, -- (dim,) little-endian float32; both NULL when failed
+    cluster TEXT, error TEXT, added_at REAL NOT NULL,
+    in_recluster INTEGER NOT NULL DEFAULT 0); -- 1: the last recluster clustered this vector
+CREATE INDEX photos_content_hash ON photos (content_hash);
+CREATE INDEX photos_ok ON photos (fingerprint, cluster, in_recluster) WHERE vector IS NOT NULL;
+CREATE TABLE clusters (name TEXT PRIMARY KEY, centroid BLOB NOT NULL, active INTEGER NOT NULL,
+    created_at REAL NOT NULL);
+CREATE TABLE reclusters (id INTEGER PRIMARY KEY, at REAL NOT NULL, k INTEGER NOT NULL,
+    photos INTEGER NOT NULL, changed INTEGER NOT NULL, ks TEXT NOT NULL, -- JSON lists
+    inertias TEXT NOT NULL, knee_found INTEGER NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_RECORD = "SELECT id, path, size, mtime_ns, content_hash, fingerprint, cluster, error FROM photos"
+_UPSERT_VECTOR = """INSERT INTO photos
+    (path, size, mtime_ns, content_hash, vector, fingerprint, added_at) VALUES (?,?,?,?,?,?,?)
+ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
+    content_hash = excluded.content_hash, vector = excluded.vector, error = NULL,
+    fingerprint = excluded.fingerprint,
+    cluster = CASE WHEN vector = excluded.vector THEN cluster END,
+    in_recluster = CASE WHEN vector = excluded.vector THEN in_recluster ELSE 0 END"""
+_UPSERT_FAILURE = """INSERT INTO photos (path, size, mtime_ns, error, added_at) VALUES (?,?,?,?,?)
+ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
+    error = excluded.error, content_hash = NULL, vector = NULL, fingerprint = NULL,
+    cluster = NULL, in_recluster = 0"""
+_SET_CLUSTER = """UPDATE photos SET cluster = ?, in_recluster = 1
+    WHERE id = ? AND vector IS NOT NULL AND (cluster IS NOT ? OR in_recluster = 0)"""
+_UNSET_CLUSTER = """UPDATE photos SET cluster = NULL, in_recluster = 0
+    WHERE (cluster IS NOT NULL OR in_recluster = 1)
+    AND id NOT IN (SELECT value FROM json_each(?))"""
+
+Ids = npt.NDArray[np.int64]
+Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    fingerprint: str | None  # None when there is no vector (failed)
+    cluster: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class NewVector:
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    vector: Vectors  # (dim,) float32
+
+
+@dataclass(frozen=True)
+class ReclusterInfo:
+    at: float
+    k: int
+    photos: int
+    changed: int  # photos whose cluster name changed
+    ks: tuple[int, ...]
+    inertias: tuple[float, ...]
+    knee_found: bool
+
+
+class Store:
+    """The catalog and index of one state directory; a context manager, one instance = one writer.
+
+    Use it from one thread at a time. A writer holds `catalog.lock` (flock) and raises LockedError
+    when another process holds it; `open_readonly` takes no lock, has no index and cannot write.
+    """
+
+    _index: faiss.IndexIDMap2 | None  # IndexFlatIP(dim) inside, ids = photo ids
+    _lock: IO[bytes] | None
+
+    def __init__(self, state_dir: Path, dim: int = 512) -> None:
+        """Open or create the catalog; load the index if its stamp matches, else rebuild it.
+
+        Raises LockedError, or StateError for an unusable state dir or catalog (unwritable,
+        newer schema, other dim)."""
+        self._dim, self._index, self._saved, self._index_touched = dim, None, "", False
+        self._index_path, self._stamp_path, self._lock = state_dir / INDEX, state_dir / STAMP, None
+        try:
+            self._open_writer(state_dir)
+        except (OSError, sqlite3.Error) as exc:
+            self._release()
+            raise StateError(f"cannot use the state directory {state_dir}: {exc}") from exc
+        except BaseException:
+            self._release()
+            raise
+
+    def _open_writer(self, state_dir: Path) -> None:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(state_dir, 0o700)
+        self._lock = _lock(state_dir / LOCK)
+        self._conn = _connect_writer(state_dir / CATALOG)
+        _open_schema(self._conn, self._dim)
+        for leftover in state_dir.glob(".index.*.tmp"):  # a crash during a save left it
+            leftover.unlink(missing_ok=True)
+        self._index = self._load_index()
+
+    @classmethod
+    def open_readonly(cls, state_dir: Path) -> Store:
+        """The catalog opened with `mode=ro`, for `status` while the daemon writes.
+
+        Raises StateError when there is no readable catalog; its writes raise StateError."""
+        store = cls.__new__(cls)
+        store._index, store._lock, store._saved, store._index_touched = None, None, "", False
+        uri = f"{(state_dir / CATALOG).resolve().as_uri()}?mode=ro"
+        try:
+            store._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+            store._conn.execute("PRAGMA query_only = 1")
+            store._dim = int(store.meta(_DIM) or 0)
+        except sqlite3.Error as exc:
+            store._release()
+            raise StateError(f"cannot read the catalog in {state_dir}: {exc}") from exc
+        return store
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Save the index (a writer), close the catalog, release the lock; idempotent."""
+        try:
+            if self._index is not None and self._lock is not None:
+                self.save_index()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with contextlib.suppress(AttributeError):  # __init__ failed before connecting
+            self._conn.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # ---- reads
+
+    def photo(self, path: str) -> PhotoRecord | None:
+        row = self._conn.execute(f"{_RECORD} WHERE path = ?", (os.fsencode(path),)).fetchone()
+        return None if row is None else _record(row)
+
+    def photos(self) -> list[PhotoRecord]:
+        return [_record(row) for row in self._conn.execute(f"{_RECORD} ORDER BY id")]
+
+    def vector_for_hash(self, content_hash: str, fingerprint: str) -> Vectors | None:
+        """A stored (dim,) vector of the same content and model: a renamed or duplicated photo."""
+        row = self._conn.execute(
+            "SELECT vector FROM photos WHERE content_hash = ? AND fingerprint = ?"
+            " AND vector IS NOT NULL LIMIT 1", (content_hash, fingerprint)).fetchone()
+        return None if row is None else _stack([row[0]], self._dim)[0]
+
+    def vectors(self, fingerprint: str) -> tuple[Ids, Vectors]:
+        """Ids (n,) int64 and vectors (n, dim) float32 of the ok rows of that model, id order."""
+        # Measured at 100k x 512 (faiss 1.15, SQLite 3.40, 2 shared cores, median of 7, two
+        # rounds): ids from the covering index + index.reconstruct_batch 0.15-0.19 s; the blobs
+        # joined + np.frombuffer 0.73-0.84 s (0.54 s after a checkpoint). Hence the index here.
+        where = "WHERE fingerprint = ? AND vector IS NOT NULL ORDER BY id"
+        if self._index is None:  # read-only: no index
+            return self._read_vectors(where, (fingerprint,))
+        ids = np.fromiter((row[0] for row in self._conn.execute(
+            f"SELECT id FROM photos {where}", (fingerprint,))), np.int64)
+        return ids, self._index.reconstruct_batch(ids)  # (n, dim) float32
+
+    def unclustered(self, fingerprint: str) -> list[int]:
+        """Ids with a vector of that model but no cluster, id order."""
+        return [row[0] for row in self._conn.execute(
+            "SELECT id FROM photos WHERE fingerprint = ? AND vector IS NOT NULL"
+            " AND cluster IS NULL ORDER BY id", (fingerprint,))]
+
+    def centroids(self) -> tuple[list[str], Vectors]:
+        """Active cluster names (sorted) and their centroids (k, dim) float32."""
+        rows = self._conn.execute(
+            "SELECT name, centroid FROM clusters WHERE active = 1 ORDER BY name").fetchall()
+        return [row[0] for row in rows], _stack([row[1] for row in rows], self._dim)
+
+    def used_names(self) -> set[str]:
+        """Every cluster name ever used, active or retired: names are never reused."""
+        return {row[0] for row in self._conn.execute(
+            "SELECT name FROM clusters UNION SELECT cluster FROM photos WHERE cluster IS NOT NULL")}
+
+    def last_recluster(self) -> ReclusterInfo | None:
+        row = self._conn.execute("SELECT at, k, photos, changed, ks, inertias, knee_found"
+                                 " FROM reclusters ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        ks, inertias = tuple(json.loads(row[4])), tuple(json.loads(row[5]))
+        return ReclusterInfo(row[0], row[1], row[2], row[3], ks, inertias, bool(row[6]))
+
+    def photos_since_recluster(self) -> int:
+        """Ok photos whose vector the last recluster did not see (added or changed since)."""
+        return self._count("WHERE vector IS NOT NULL AND in_recluster = 0")
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # ---- writes: one transaction each, no fsync of their own (synchronous=NORMAL)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, bumping the change counter. On an error the catalog rolls
+        back, and the index, if already changed, is rebuilt from it. StateError when read-only."""
+        if self._index is None:
+            raise StateError("the store was opened read-only")
+        self._index_touched = False
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+            self._conn.execute(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (_CHANGES,))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if self._index_touched:
+                self._index = self._rebuild_index("a write failed")
+            raise
+
+    def put_vectors(self, items: Sequence[NewVector], fingerprint: str) -> list[int]:
+        """Insert or replace by path, clearing the error; returns the ids in item order. A row
+        keeps its cluster only if its vector is unchanged. ValueError for a wrong shape."""
+        if not items:
+            return []
+        latest = {item.path: item for item in items}  # a path twice in one batch: the last wins
+        blobs = {path: self._blob(item.vector) for path, item in latest.items()}
+        with self._transaction() as conn:
+            replaced = self._ids_with_vectors(latest)
+            conn.executemany(_UPSERT_VECTOR, [
+                (os.fsencode(path), item.size, item.mtime_ns, item.content_hash, blobs[path],
+                 fingerprint, time.time()) for path, item in latest.items()])
+            ids = {path: self._id(path) for path in latest}
+            self._drop_from_index(replaced)
+            self._add_to_index(list(ids.values()), list(blobs.values()))
+        return [ids[item.path] for item in items]
+
+    def put_failure(self, path: str, size: int, mtime_ns: int, reason: str) -> None:
+        """Record a photo that could not be used: keeps or creates its row, drops its vector."""
+        with self._transaction() as conn:
+            replaced = self._ids_with_vectors([path])
+            conn.execute(_UPSERT_FAILURE, (os.fsencode(path), size, mtime_ns, reason, time.time()))
+            self._drop_from_index(replaced)
+
+    def remove(self, paths: Sequence[str]) -> list[PhotoRecord]:
+        """Delete the rows of those paths (unknown ones are ignored); returns the removed rows."""
+        with self._transaction() as conn:
+            removed = [record for record in map(self.photo, dict.fromkeys(paths)) if record]
+            conn.executemany("DELETE FROM photos WHERE id = ?", [(r.id,) for r in removed])
+            self._drop_from_index([r.id for r in removed if r.fingerprint is not None])
+        return removed
+
+    def move(self, old: str, new: str) -> None:
+        """Rename a row keeping id, vector and cluster; a row at `new` is replaced (as the file
+        was). KeyError when `old` is not in the catalog."""
+        if old == new:
+            return
+        with self._transaction() as conn:
+            old_id, displaced = self._id(old), self._ids_with_vectors([new])
+            conn.execute("DELETE FROM photos WHERE path = ?", (os.fsencode(new),))
+            conn.execute("UPDATE photos SET path = ? WHERE id = ?", (os.fsencode(new), old_id))
+            self._drop_from_index(displaced)
+
+    def assign(self, assignment: Mapping[int, str]) -> None:
+        """Live assignment: photo id -> cluster name."""
+        with self._transaction() as conn:
+            conn.executemany("UPDATE photos SET cluster = ? WHERE id = ?",  # ids may be np.int64
+                             [(name, int(photo_id)) for photo_id, name in assignment.items()])
+
+    def commit_recluster(self, assignment: Mapping[int, str], centroids: Mapping[str, Vectors],
+                         info: ReclusterInfo) -> None:
+        """One transaction: every photo's cluster (a photo missing from `assignment`, e.g. added
+        while the recluster ran, becomes unclustered), the active clusters and their (dim,)
+        centroids (all others retired), the info row. ValueError: a name without a centroid."""
+        if missing := set(assignment.values()) - set(centroids):
+            raise ValueError(f"clusters without a centroid: {sorted(missing)}")
+        rows = [(name, self._blob(centroid), time.time()) for name, centroid in centroids.items()]
+        # Rows hold their vector (~2 KB, a page each): write only the rows that change.
+        with self._transaction() as conn:
+            conn.executemany(_SET_CLUSTER, [(name, int(photo_id), name)
+                                            for photo_id, name in assignment.items()])
+            conn.execute(_UNSET_CLUSTER, (json.dumps([int(i) for i in assignment]),))
+            conn.execute("UPDATE clusters SET active = 0")
+            conn.executemany("INSERT INTO clusters VALUES (?, ?, 1, ?) ON CONFLICT (name)"
+                             " DO UPDATE SET centroid = excluded.centroid, active = 1", rows)
+            conn.execute("INSERT INTO reclusters (at, k, photos, changed, ks, inertias,"
+                         " knee_found) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (float(info.at), int(info.k), int(info.photos), int(info.changed),
+                          json.dumps([int(k) for k in info.ks]),
+                          json.dumps([float(inertia) for inertia in info.inertias]),
+                          int(info.knee_found)))
+
+    def set_meta(self, key: str, value: str) -> None:
+        """ValueError for the store's own keys ("store.*")."""
+        if key.startswith("store."):
+            raise ValueError(f"meta key {key!r} is reserved for the store")
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # ---- the index
+
+    def save_index(self) -> None:
+        """Write the index, then its stamp, each atomically; a no-op when nothing changed."""
+        index, stamp = self._index, self._stamp()
+        if index is None:
+            raise StateError("the store was opened read-only")
+        if stamp != self._saved:
+            # A crash between the two writes leaves an old stamp: the next open rebuilds.
+            _atomic_write(self._index_path, lambda temp: faiss.write_index(index, temp))
+            stamp_line = f"{stamp} {_digest(self._index_path)}\n"
+            _atomic_write(self._stamp_path, lambda temp: Path(temp).write_text(stamp_line))
+            self._saved = stamp
+            logger.debug("saved the vector index (%d vectors)", index.ntotal)
+
+    def _load_index(self) -> faiss.IndexIDMap2:
+        stamp = self._stamp()
+        try:
+            fields = self._stamp_path.read_text().split()
+            if fields[:1] != [stamp]:
+                return self._rebuild_index(f"stamp {fields[:1]} is not the catalog's {stamp}")
+            if fields[1:] != [_digest(self._index_path)]:
+                return self._rebuild_index("the index file is corrupt")
+            index = faiss.read_index(str(self._index_path))
+        except FileNotFoundError:
+            return self._rebuild_index("no saved index")
+        except (OSError, RuntimeError) as exc:  # faiss reports a bad file as RuntimeError
+            return self._rebuild_index(f"unreadable index: {exc}")
+        if not isinstance(index, faiss.IndexIDMap2) or (index.d, index.ntotal) != (
+                self._dim, self._count("WHERE vector IS NOT NULL")):
+            return self._rebuild_index("the index does not match the catalog")
+        self._saved = stamp
+        logger.debug("loaded the vector index (%d vectors)", index.ntotal)
+        return index
+
+    def _rebuild_index(self, reason: str) -> faiss.IndexIDMap2:
+        started = time.monotonic()
+        ids, vectors = self._read_vectors("WHERE vector IS NOT NULL", ())
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dim))
+        index.add_with_ids(vectors, ids)
+        self._saved = ""
+        logger.info("rebuilt the vector index from the catalog (%s): %d vectors in %.1f s",
+                    reason, len(ids), time.monotonic() - started)
+        return index
+
+    def _add_to_index(self, ids: list[int], blobs: list[bytes]) -> None:
+        if ids and self._index is not None:
+            self._index_touched = True
+            self._index.add_with_ids(_stack(blobs, self._dim), np.asarray(ids, np.int64))
+
+    def _drop_from_index(self, ids: list[int]) -> None:
+        if ids and self._index is not None:  # remove_ids is O(ntotal): only when there is some
+            self._index_touched = True
+            self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, np.int64)))
+
+    # ---- helpers
+
+    def _read_vectors(self, where: str, params: tuple[str, ...]) -> tuple[Ids, Vectors]:
+        # NOT INDEXED: one scan in id order beats an index lookup per row
+        query = f"SELECT id, vector FROM photos NOT INDEXED {where}"
+        rows = self._conn.execute(query, params).fetchall()
+        ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+        return ids, _stack([row[1] for row in rows], self._dim)
+
+    def _ids_with_vectors(self, paths: Iterable[str]) -> list[int]:
+        query = "SELECT id FROM photos WHERE path = ? AND vector IS NOT NULL"
+        rows = [self._conn.execute(query, (os.fsencode(p),)).fetchone() for p in paths]
+        return [row[0] for row in rows if row is not None]
+
+    def _id(self, path: str) -> int:
+        row = self._conn.execute("SELECT id FROM photos WHERE path = ?",
+                                 (os.fsencode(path),)).fetchone()
+        if row is None:
+            raise KeyError(path)
+        return int(row[0])
+
+    def _count(self, where: str) -> int:
+        return int(self._conn.execute(f"SELECT count(*) FROM photos {where}").fetchone()[0])
+
+    def _blob(self, vector: Vectors) -> bytes:
+        array = np.ascontiguousarray(vector, "<f4")
+        if array.shape != (self._dim,):
+            raise ValueError(f"expected a ({self._dim},) vector, got shape {array.shape}")
+        return array.tobytes()
+
+    def _stamp(self) -> str:
+        return f"{self.meta(_CATALOG_ID)}:{self.meta(_CHANGES)}"
+
+
+def _record(row: tuple[Any, ...]) -> PhotoRecord:
+    return PhotoRecord(row[0], os.fsdecode(row[1]), *row[2:])
+
+
+def _stack(blobs: list[bytes], dim: int) -> Vectors:
+    """Blobs of (dim,) little-endian float32 -> (n, dim) float32, one copy."""
+    return np.frombuffer(b"".join(blobs), "<f4").astype(np.float32).reshape(len(blobs), dim)
+
+
+def _lock(path: Path) -> IO[bytes]:
+    lock = open(path, "ab", opener=lambda name, flags: os.open(name, flags, 0o600))  # noqa: SIM115
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise LockedError(f"another photocluster process is writing {path.parent}") from None
+    return lock
+
+
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # private before SQLite opens it
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+        conn.close()
+        raise StateError(f"{path}: SQLite cannot use WAL here (a network file system?)")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    for name in (f"{path}", f"{path}-wal", f"{path}-shm"):  # SQLite copies the db's mode; be sure
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
+    return conn
+
+
+def _open_schema(conn: sqlite3.Connection, dim: int) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        conn.executescript(
+            f"BEGIN IMMEDIATE; {_SCHEMA} INSERT INTO meta VALUES ('{_CATALOG_ID}',"
+            f" '{uuid.uuid4().hex}'), ('{_CHANGES}', '0'), ('{_DIM}', '{int(dim)}');"
+            f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    elif version != SCHEMA_VERSION:
+        raise StateError(f"catalog schema {version}; this photocluster reads {SCHEMA_VERSION}")
+    stored = conn.execute("SELECT value FROM meta WHERE key = ?", (_DIM,)).fetchone()[0]
+    if int(stored) != dim:
+        raise StateError(f"the catalog holds {stored}-d vectors, not {dim}-d")
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as source:
+        return hashlib.file_digest(source, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """`write(temp)` into a private temp file beside `path`; fsync, os.replace, fsync the dir."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.unlink(missing_ok=True)
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # writers keep the mode
+    try:
+        write(str(temp))
+        _fsync(temp, os.O_RDONLY)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
