@@ -15,7 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The daemon in the foreground on config.toml; its photo folder is ./photos unless configured.
 run: install
+	mkdir -p photos
 	$(BIN)/photocluster -c $(CONFIG) run
 
 scan: install

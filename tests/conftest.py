@@ -47,7 +47,9 @@ def write_photo(path: Path, colour: tuple[int, int, int], size: int = 64, seed: 
     rng = np.random.default_rng(seed)
     rgb = np.clip(np.array(colour) + rng.normal(0, 4, (size, size, 3)), 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    path.write_bytes(encoded.tobytes())
     return path
 
 

@@ -92,8 +92,13 @@ def ingest(
     limits: Limits,
     missing: Iterable[str] = (),
     progress: Progress | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> IngestReport:
-    """Read, embed and store `paths`; a file whose hash matches a `missing` row is a move."""
+    """Read, embed and store `paths`; a file whose hash matches a `missing` row is a move.
+
+    `stop` is asked between batches: the daemon's shutdown finishes the batch in hand and
+    leaves the rest for the next start's reconciliation.
+    """
     report = IngestReport()
     moves = _hashes_of(store, missing)
     known = {
@@ -109,6 +114,8 @@ def ingest(
             _store_batch(batch, store, embedder, moves, report)
             if progress is not None:
                 progress(len(batch))
+            if stop is not None and stop():
+                break
     return report
 
 

@@ -76,14 +76,31 @@ def open_library(
         yield Library(config, store, tree, make_embedder(config))
 
 
-def sync(library: Library, subtree: str = "", show_bar: bool | None = None) -> ingest.IngestReport:
-    """Reconcile the tree (or a subtree) with the catalog: ingest new, drop gone, place new."""
-    work = ingest.reconcile(
-        library.config.paths.photos, library.store, library.fingerprint, subtree
-    )
+def sync(
+    library: Library,
+    subtree: str = "",
+    show_bar: bool | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> ingest.IngestReport:
+    """Reconcile the tree (or a subtree) with the catalog: ingest new, drop gone, place new.
+
+    Raises FileNotFoundError when the photo root is missing: never read as "all deleted".
+    """
+    root = library.config.paths.photos
+    work = ingest.reconcile(root, library.store, library.fingerprint, subtree)
+    progress = Progress(len(work.to_read), "embedding", bar=show_bar)
+    return apply_work(library, work, progress, stop)
+
+
+def apply_work(
+    library: Library,
+    work: ingest.Work,
+    progress: Progress,
+    stop: Callable[[], bool] | None = None,
+) -> ingest.IngestReport:
+    """Read what `work` lists, drop what is gone (or moved: matched by content hash)."""
     if work.to_read or work.missing:
         library.store.set_meta(DIRTY, "1")
-    progress = Progress(len(work.to_read), "embedding", bar=show_bar)
     report = ingest.ingest(
         work.to_read,
         library.config.paths.photos,
@@ -92,11 +109,14 @@ def sync(library: Library, subtree: str = "", show_bar: bool | None = None) -> i
         library.limits,
         work.missing,
         progress,
+        stop,
     )
     progress.close()
     gone = [path for path in work.missing if library.store.photo(path) is not None]
     remove(library, gone)
     place(library, report.new_ids)
+    if report.moved:
+        _relink(library, [p for p in work.to_read if library.store.photo(p) is not None])
     logger.info(
         "sync: %d embedded, %d reused, %d moved, %d removed, %d failed, %d unchanged",
         report.embedded,
@@ -116,6 +136,25 @@ def remove(library: Library, paths: list[str]) -> None:
         library.tree.remove_links(paths)
 
 
+def move(library: Library, old: str, new: str) -> None:
+    """A rename inside the tree: same row, vector and cluster; only the link moves."""
+    store = library.store
+    if store.photo(old) is None:
+        return
+    if store.photo(new) is not None:  # renamed over another photo: that one is gone
+        remove(library, [new])
+    store.move(old, new)
+    library.tree.remove_links([old])
+    _relink(library, [new])
+
+
+def _relink(library: Library, paths: list[str]) -> None:
+    for path in paths:
+        record = library.store.photo(path)
+        if record is not None and record.cluster is not None:
+            library.tree.add_link(record.cluster, path)
+
+
 def place(library: Library, new_ids: list[int]) -> None:
     """Link newly stored photos into the nearest cluster's folder (when clusters exist)."""
     if not new_ids:
@@ -124,6 +163,11 @@ def place(library: Library, new_ids: list[int]) -> None:
     paths = {r.id: r.path for r in library.store.photos() if r.id in assignment}
     for photo_id, cluster in assignment.items():
         library.tree.add_link(cluster, paths[photo_id])
+
+
+def apply_recluster(library: Library, result: recluster.Result) -> None:
+    recluster.apply(result, library.store, library.tree, library.fingerprint, library.thumbnail)
+    library.store.set_meta(DIRTY, "0")
 
 
 def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[str] | None:
@@ -143,8 +187,7 @@ def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[
     result = recluster.compute(snap, library.config.clustering)
     if dry_run:
         return recluster.describe(result, store, library.tree)
-    recluster.apply(result, store, library.tree, library.fingerprint, library.thumbnail)
-    store.set_meta(DIRTY, "0")
+    apply_recluster(library, result)
     return []
 
 

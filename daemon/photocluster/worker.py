@@ -1,0 +1,216 @@
+"""The daemon's worker thread: the one writer, owner of the model, catalog, index and tree.
+
+Everything that changes state happens here, in order: the startup reconciliation and
+backlog, settled changes from the watcher, rescans, and applying recluster results computed
+elsewhere. Other threads talk to it only through `inbox`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from photocluster import ingest, library, photos, recluster, status
+from photocluster.config import Config
+from photocluster.library import EmbedderFactory, Library
+from photocluster.progress import Progress
+from photocluster.sdnotify import Notifier
+from photocluster.watcher import Change, ChangeFeed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    forced: bool
+    reply: Future[recluster.Snapshot | None]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    result: recluster.Result
+
+
+@dataclass(frozen=True)
+class Rescan:
+    subtree: str = ""
+
+
+@dataclass(frozen=True)
+class Reload:
+    config: Config
+
+
+Request = SnapshotRequest | ApplyResult | Rescan | Reload
+
+
+class Worker(threading.Thread):
+    """Runs until `stop` is set; `ready` is set once the catalog, index and model are loaded."""
+
+    def __init__(
+        self,
+        config: Config,
+        make_embedder: EmbedderFactory,
+        notifier: Notifier,
+        stop: threading.Event,
+        on_growth: Callable[[], None],
+    ) -> None:
+        super().__init__(name="photocluster-worker")
+        self.config, self.notifier, self.stop = config, notifier, stop
+        self.inbox: queue.Queue[Request] = queue.Queue()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.heartbeat = time.monotonic()
+        self._make_embedder, self._on_growth = make_embedder, on_growth
+        self._state, self._backlog = "starting", 0
+
+    def run(self) -> None:
+        try:
+            with library.open_library(self.config, "run", self._make_embedder) as lib:
+                self._serve(lib)
+        except BaseException as error:  # reported by the main thread, which decides the exit
+            self.error = error
+            self.stop.set()
+        finally:
+            self.ready.set()  # never leave the main thread waiting
+
+    def _serve(self, lib: Library) -> None:
+        watch = self.config.watch
+        feed = ChangeFeed(
+            self.config.paths.photos,
+            watch.mode,
+            watch.settle_seconds,
+            watch.poll_interval_seconds,
+            photos.is_candidate,
+        )
+        with feed:
+            work = self._startup(lib)
+            self.ready.set()
+            self.notifier.ready()
+            self._ingest_backlog(lib, work)
+            while not self.stop.is_set():
+                self._step(lib, feed)
+        self._publish("stopped")
+
+    def _startup(self, lib: Library) -> ingest.Work:
+        """Reconcile against the tree: what is new, changed and gone since the last run."""
+        recluster.repair_tree(lib.store, lib.tree, lib.thumbnail)
+        try:
+            work = ingest.reconcile(self.config.paths.photos, lib.store, lib.fingerprint)
+        except FileNotFoundError:
+            logger.warning("photo folder %s is missing; paused", self.config.paths.photos)
+            work = ingest.Work([], [], 0)
+        logger.info(
+            "ready: %d photos known, %d to read, %d gone, %d unchanged",
+            len(lib.store.photos()),
+            len(work.to_read),
+            len(work.missing),
+            work.unchanged,
+        )
+        return work
+
+    def _ingest_backlog(self, lib: Library, work: ingest.Work) -> None:
+        self._backlog = len(work.to_read)
+        self._publish("ingesting")
+        library.apply_work(lib, work, self._progress(len(work.to_read)), self.stop.is_set)
+        self._backlog = 0
+        self._after_ingest(lib)
+
+    def _step(self, lib: Library, feed: ChangeFeed) -> None:
+        self.heartbeat = time.monotonic()
+        self._drain_inbox(lib)
+        changes = feed.get_batch(timeout=0.5)
+        if not feed.root_present:
+            self._publish("paused: photo folder missing")
+            return
+        if changes:
+            self._apply_changes(lib, changes)
+        self._publish("idle")
+
+    def _apply_changes(self, lib: Library, changes: list[Change]) -> None:
+        """Apply in the watcher's order (a delete then a move onto that name must not swap);
+        consecutive upserts form one batch for the model."""
+        upserts: list[str] = []
+        for change in changes:
+            if change.kind == "upsert":
+                upserts.append(change.path)
+                continue
+            self._ingest(lib, upserts)
+            upserts = []
+            if change.kind == "delete":
+                library.remove(lib, [change.path] if lib.store.photo(change.path) else [])
+            elif change.kind == "move" and change.dest is not None:
+                if lib.store.photo(change.path) is None:  # never seen: just a new photo
+                    upserts.append(change.dest)
+                else:
+                    library.move(lib, change.path, change.dest)
+            elif change.kind == "rescan":
+                self._rescan(lib, change.path)
+        self._ingest(lib, upserts)
+        self._after_ingest(lib)
+
+    def _ingest(self, lib: Library, paths: list[str]) -> None:
+        if not paths:
+            return
+        self._backlog = len(paths)
+        self._publish("ingesting")
+        work = ingest.Work(paths, [], 0)
+        library.apply_work(lib, work, self._progress(len(paths)), self.stop.is_set)
+        self._backlog = 0
+
+    def _rescan(self, lib: Library, subtree: str) -> None:
+        try:
+            library.sync(lib, subtree, show_bar=False, stop=self.stop.is_set)
+        except FileNotFoundError:
+            logger.warning("rescan of %r skipped: the photo folder is missing", subtree)
+        lib.store.save_index()
+
+    def _after_ingest(self, lib: Library) -> None:
+        if recluster.needs_recluster(lib.store, self.config.clustering.regrow_ratio):
+            self._on_growth()
+
+    def _drain_inbox(self, lib: Library) -> None:
+        while True:
+            try:
+                request = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(lib, request)
+
+    def _handle(self, lib: Library, request: Request) -> None:
+        if isinstance(request, SnapshotRequest):
+            dirty = lib.store.meta(library.DIRTY) != "0"
+            wanted = request.forced or dirty
+            request.reply.set_result(
+                recluster.snapshot(lib.store, lib.fingerprint) if wanted else None
+            )
+        elif isinstance(request, ApplyResult):
+            self._publish("applying recluster")
+            library.apply_recluster(lib, request.result)
+        elif isinstance(request, Rescan):
+            self._rescan(lib, request.subtree)
+        elif isinstance(request, Reload):
+            self.config = request.config
+            lib.config = request.config
+
+    def _progress(self, total: int) -> Progress:
+        return Progress(
+            total, "embedding", on_status=self.notifier.status, interval=10.0, bar=False
+        )
+
+    def _publish(self, state: str) -> None:
+        if state == self._state and state != "ingesting":
+            return
+        self._state = state
+        fields: dict[str, Any] = {"state": state, "backlog": self._backlog}
+        try:
+            status.publish(self.config.paths.state, fields)
+        except OSError as error:
+            logger.warning("cannot write the daemon status file: %s", error)
+        self.notifier.status(f"{state}; backlog {self._backlog}")

@@ -1,0 +1,110 @@
+"""Starting the daemon harness and checking that catalog, index and tree agree."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from photocluster import photos
+from photocluster.organizer import ClusterTree
+from photocluster.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class DaemonProcess:
+    """The harness as a subprocess; its stderr goes to a log file the test can read."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = config.parent / f"daemon-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.daemon_harness", str(config)],
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
+        wait_until(lambda: self.log.count(text) >= count, timeout, f"log line {text!r}")
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._log.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def catalog_paths(state: Path) -> dict[str, str | None]:
+    """photo path -> cluster, for photos with a vector (read-only, safe while running)."""
+    if not (state / "catalog.sqlite").exists():
+        return {}
+    store = Store.open_readonly(state)
+    try:
+        return {r.path: r.cluster for r in store.photos() if r.error is None}
+    finally:
+        store.close()
+
+
+def linked(clusters: Path, photo_root: Path) -> dict[str, str]:
+    """photo path -> cluster from the tree; raises on a photo linked twice."""
+    plan = ClusterTree(clusters, photo_root).read_plan()
+    result: dict[str, str] = {}
+    for cluster, links in plan.items():
+        for photo in links.values():
+            assert photo not in result, f"{photo} is linked twice"
+            result[photo] = cluster
+    return result
+
+
+def all_linked(base: Path) -> bool:
+    on_disk = {rel for rel, _ in photos.walk(base / "photos")}
+    try:
+        return set(linked(base / "clusters", base / "photos")) == on_disk
+    except (OSError, AssertionError):
+        return False
+
+
+def assert_consistent(base: Path) -> None:
+    """With the daemon stopped: disk, catalog, index and tree agree; no dangling links."""
+    on_disk = {rel for rel, _ in photos.walk(base / "photos")}
+    with Store(base / "state") as store:
+        records = [r for r in store.photos() if r.error is None]
+        fingerprint = records[0].fingerprint if records else ""
+        ids, _ = store.vectors(fingerprint or "")
+        assert {r.path for r in records} == on_disk
+        assert sorted(int(i) for i in ids) == sorted(r.id for r in records)
+        assert all(r.cluster is not None for r in records)
+        tree = linked(base / "clusters", base / "photos")
+        assert tree == {r.path: r.cluster for r in records}
+    for link in (base / "clusters").glob("*/*"):
+        if not link.parent.name.startswith("_"):
+            assert link.exists(), f"dangling link {link}"
+            assert not photos.is_candidate(link.name) or link.resolve().is_file()
