@@ -19,10 +19,11 @@ import cv2
 import numpy as np
 import pillow_heif
 import pytest
+from PIL import Image, ImageFile
+
 from photocluster import photos
 from photocluster.errors import BadPhotoError
 from photocluster.photos import PhotoFile, decode_rgb, is_candidate, read_photo, thumbnail, walk
-from PIL import Image, ImageFile
 
 SET_A = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "setA"
 MAX_PIXELS = 100_000_000
