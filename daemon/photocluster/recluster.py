@@ -144,7 +144,7 @@ def rebuild_tree(
 
 def repair_tree(store: Store, tree: ClusterTree, thumbnail: Thumbnail | None) -> bool:
     """Rebuild the tree when it disagrees with the catalog (after a crash). True if rebuilt."""
-    if tree.live() is not None and tree.read_plan() == desired_plan(store):
+    if tree.live() is not None and _members(tree.read_plan()) == _members(desired_plan(store)):
         return False
     if not store.centroids()[0]:
         return False
@@ -153,6 +153,11 @@ def repair_tree(store: Store, tree: ClusterTree, thumbnail: Thumbnail | None) ->
     elbow = (last.ks, last.inertias, last.k) if last else None
     rebuild_tree(store, tree, thumbnail, elbow)
     return True
+
+
+def _members(plan: LinkPlan) -> dict[str, set[str]]:
+    """Who is in which cluster; link names and empty folders don't matter for a repair."""
+    return {cluster: set(links.values()) for cluster, links in plan.items() if links}
 
 
 def needs_recluster(store: Store, regrow_ratio: float) -> bool:

@@ -1,0 +1,507 @@
+"""The cluster tree: plan the symlink tree (pure), build a generation, swap it in; overview images.
+
+For cluster_root ~/Pictures/clusters the layout is:
+
+    ~/Pictures/clusters -> .clusters.generations/gen-000007             (relative symlink)
+    ~/Pictures/.clusters.generations/gen-000007/cluster-001/IMG_1.jpg -> ../../../Photos/IMG_1.jpg
+    ~/Pictures/.clusters.generations/gen-000007/_overview/cluster-001.jpg, elbow.png
+
+A recluster builds gen-<N+1> under a temp name, renames it, then repoints cluster_root in one
+os.replace. The previous generation stays (a file manager may be open in it); older ones go.
+Links point at the originals; nothing under photo_root is ever written, moved or deleted.
+One writer at a time (the daemon's worker): a ClusterTree is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import posixpath
+import re
+import secrets
+import shutil
+import stat
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from photocluster.errors import StateError
+
+logger = logging.getLogger(__name__)
+
+LinkPlan = dict[str, dict[str, str]]  # cluster name -> {link file name -> photo relative path}
+Thumbnail = npt.NDArray[np.uint8]  # (edge, edge, 3) uint8 RGB
+
+TEMP_PREFIX = ".tmp-"  # temp names of links, builds and overview files; never a plan entry
+OVERVIEW = "_overview"
+_GENERATION = re.compile(r"gen-(\d{6,})")
+_TAG_LENGTHS = (8, 16, 40)  # hex digits of sha1(path); longer ones only if a shorter one clashes
+_NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+_SMALL_BATCH = 32  # remove_links looks these up by name; bigger batches scan the generation
+_CELL, _COLUMNS, _SHEET_CAP, _HEADER = 160, 8, 48, 40  # contact sheet geometry, pixels
+
+
+def plan_tree(members: Mapping[str, Iterable[str]]) -> LinkPlan:
+    """Cluster name -> photo paths  =>  cluster name -> {link name -> photo path}.
+
+    A link is named after its photo's file name. When photos in one cluster share a file name,
+    the one whose path sorts first keeps it and each other is named `<stem>~<sha1[:8]><suffix>`
+    of its own path, so a name does not depend on the other members or their order.
+    Raises ValueError for an invalid cluster name or photo path, or a photo in two clusters.
+    """
+    plan: LinkPlan = {}
+    home: dict[str, str] = {}
+    for cluster, photos in members.items():
+        _check_cluster(cluster)
+        unique = sorted(set(photos))
+        for photo in unique:
+            _check_photo(photo)
+            if home.setdefault(photo, cluster) != cluster:
+                raise ValueError(f"photo {photo!r} is in clusters {home[photo]!r} and {cluster!r}")
+        plan[cluster] = _name_links(unique)
+    return plan
+
+
+def _name_links(photos: list[str]) -> dict[str, str]:
+    """Sorted photos -> {link name -> photo}; every plain name is claimed before any tagged one."""
+    links: dict[str, str] = {}
+    clashing = []
+    for photo in photos:
+        name = posixpath.basename(photo)
+        if name in links:
+            clashing.append(photo)
+        else:
+            links[name] = photo
+    for photo in clashing:
+        links[_free_name(photo, links)] = photo
+    return links
+
+
+def _free_name(photo: str, taken: Container[str]) -> str:
+    for name in _candidate_names(photo)[1:]:
+        if name not in taken:
+            return name
+    raise ValueError(f"no free link name for {photo!r}")
+
+
+def _candidate_names(photo: str) -> list[str]:
+    """The names a link to `photo` may have, in order of preference: plain, then tagged."""
+    base = posixpath.basename(photo)
+    stem, suffix = posixpath.splitext(base)
+    digest = hashlib.sha1(os.fsencode(photo), usedforsecurity=False).hexdigest()
+    return [base] + [_fit(stem, f"~{digest[:length]}{suffix}") for length in _TAG_LENGTHS]
+
+
+def _fit(stem: str, tail: str) -> str:
+    """stem + tail, the stem shortened until the name fits in NAME_MAX bytes."""
+    while stem and len(os.fsencode(stem + tail)) > _NAME_MAX:
+        stem = stem[:-1]
+    return stem + tail
+
+
+def _check_cluster(name: str) -> None:
+    # "_" names are not clusters (_overview), "." names are temp names or hidden
+    if not name or "/" in name or "\0" in name or name[0] in "._":
+        raise ValueError(f"invalid cluster name {name!r}")
+
+
+def _check_photo(photo: str) -> None:
+    if "\0" in photo or any(part in ("", ".", "..") for part in photo.split("/")):
+        raise ValueError(f"invalid photo path {photo!r}: must be relative to the photo root")
+
+
+def _check_plan(plan: LinkPlan) -> None:
+    for cluster, links in plan.items():
+        _check_cluster(cluster)
+        for name, photo in links.items():
+            _check_photo(photo)
+            if name in ("", ".", "..") or "/" in name or name.startswith(TEMP_PREFIX):
+                raise ValueError(f"invalid link name {name!r} in cluster {cluster!r}")
+
+
+def describe_changes(old: LinkPlan, new: LinkPlan) -> list[str]:
+    """Human lines for a dry run: one per added, removed or changed cluster, then a summary."""
+    before = {cluster: set(links.values()) for cluster, links in old.items()}
+    after = {cluster: set(links.values()) for cluster, links in new.items()}
+    lines = []
+    for cluster in sorted(before.keys() | after.keys()):
+        if cluster not in before:
+            lines.append(f"+ {cluster} ({len(after[cluster])} photos)")
+        elif cluster not in after:
+            lines.append(f"- {cluster} ({len(before[cluster])} photos)")
+        elif before[cluster] != after[cluster]:
+            added, removed = after[cluster] - before[cluster], before[cluster] - after[cluster]
+            lines.append(f"~ {cluster}: +{len(added)} -{len(removed)} photos")
+    lines.append(_summary(_homes(old), _homes(new), len(new)))
+    return lines
+
+
+def _homes(plan: LinkPlan) -> dict[str, str]:
+    return {photo: cluster for cluster, links in plan.items() for photo in links.values()}
+
+
+def _summary(old: dict[str, str], new: dict[str, str], clusters: int) -> str:
+    moved = sum(1 for photo, cluster in new.items() if old.get(photo, cluster) != cluster)
+    added, gone = len(new.keys() - old.keys()), len(old.keys() - new.keys())
+    return (
+        f"{moved} photos change folder, {added} new, {gone} no longer linked; "
+        f"{len(new)} photos in {clusters} clusters"
+    )
+
+
+class ClusterTree:
+    """The user-visible cluster folder: a symlink to the live generation of relative links."""
+
+    def __init__(self, cluster_root: Path, photo_root: Path) -> None:
+        """Raises StateError when the tree would lie inside the photo root (or the reverse)."""
+        self.cluster_root = Path(os.path.abspath(cluster_root))
+        self.photo_root = Path(os.path.abspath(photo_root))
+        self.generations = self.cluster_root.parent / f".{self.cluster_root.name}.generations"
+        generations, photos = os.path.realpath(self.generations), os.path.realpath(photo_root)
+        if os.path.commonpath([generations, photos]) in (generations, photos):
+            raise StateError(
+                f"the cluster tree {self.cluster_root} and the photo root {self.photo_root} "
+                "must lie outside each other"
+            )
+
+    def live(self) -> Path | None:
+        """The live generation, or None when there is none yet (or it was deleted).
+
+        Raises StateError when cluster_root exists but is not photocluster's symlink.
+        """
+        try:
+            target = os.readlink(self.cluster_root)
+        except FileNotFoundError:
+            return None
+        except OSError as error:  # EINVAL: a real file or directory, not ours to replace
+            raise StateError(
+                f"{self.cluster_root} exists and is not a symlink; photocluster will not "
+                "replace it: move it away or choose another paths.clusters"
+            ) from error
+        generation = self.generations / posixpath.basename(target)
+        if target != self._root_target(generation) or not _GENERATION.fullmatch(generation.name):
+            raise StateError(f"{self.cluster_root} points to {target!r}, not to a generation")
+        if not _is_real_dir(generation):
+            logger.warning("the live cluster tree %s is missing; starting afresh", generation)
+            return None
+        return generation
+
+    def read_plan(self) -> LinkPlan:
+        """What the live generation holds; "_" entries, temp names and foreign files are skipped."""
+        generation = self.live()
+        if generation is None:
+            return {}
+        prefix = self._prefix(generation)
+        return {
+            cluster: dict(_links(generation / cluster, prefix))
+            for cluster in _clusters(generation)
+        }
+
+    def build(self, plan: LinkPlan) -> Path:
+        """Write `plan` as a new generation gen-<N+1> beside the live one and return its path.
+
+        Built under a temp name and renamed when complete, so a crash leaves only a temp
+        directory (removed by the next swap), never a generation that looks whole.
+        """
+        _check_plan(plan)
+        self.generations.mkdir(parents=True, exist_ok=True)
+        final = self.generations / f"gen-{self._highest() + 1:06d}"
+        temp = self.generations / f"{TEMP_PREFIX}{final.name}-{secrets.token_hex(4)}"
+        os.mkdir(temp)
+        try:
+            self._fill(temp, self._prefix(final), plan)
+            os.rename(temp, final)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        _fsync_dir(self.generations)
+        logger.info("built %s: %d clusters, %d links", final.name, len(plan),
+                    sum(len(links) for links in plan.values()))
+        return final
+
+    def swap(self, generation: Path) -> None:
+        """Atomically make `generation` live; keep the previous one, delete older ones and
+        leftovers of crashed builds. Raises StateError when cluster_root is not ours."""
+        if generation.parent != self.generations or not _GENERATION.fullmatch(generation.name):
+            raise ValueError(f"{generation} is not a generation of {self.cluster_root}")
+        if not _is_real_dir(generation):
+            raise StateError(f"generation {generation} does not exist")
+        previous = self.live()
+        if previous == generation:
+            self._collect(keep=None)  # no swap: which one came before is unknown, keep them all
+            return
+        self._point_root_at(generation)
+        self._collect(keep={generation.name} | ({previous.name} if previous else set()))
+        logger.info("swapped %s to %s", self.cluster_root, generation.name)
+
+    def add_link(self, cluster: str, photo: str) -> str:
+        """Link `photo` into `cluster` of the live generation (made if there is none); return the
+        link name. Any link to the photo in another cluster goes: a photo is linked once."""
+        _check_cluster(cluster)
+        _check_photo(photo)
+        generation = self.live() or self._start()
+        target = self._prefix(generation) + photo
+        existing = self._find(generation, photo, target)
+        name = next((name for home, name in existing if home == cluster), None)
+        if name is None:
+            name = _link(generation / cluster, photo, target)
+        for home, other in existing:
+            if (home, other) != (cluster, name):
+                _unlink(generation / home / other)
+        return name
+
+    def remove_links(self, photos: Iterable[str]) -> None:
+        """Remove every link in the live generation that points at one of `photos`."""
+        wanted = set(photos)
+        generation = self.live()
+        if not wanted or generation is None:
+            return
+        prefix = self._prefix(generation)
+        if len(wanted) <= _SMALL_BATCH:  # a few names per cluster instead of reading every link
+            doomed = [(home, name) for photo in wanted
+                      for home, name in self._find(generation, photo, prefix + photo)]
+        else:
+            doomed = [(home, name) for home in _clusters(generation)
+                      for name, photo in _links(generation / home, prefix) if photo in wanted]
+        for home, name in doomed:
+            _unlink(generation / home / name)
+        logger.debug("removed %d links for %d photos", len(doomed), len(wanted))
+
+    def _prefix(self, generation: Path) -> str:
+        """The relative link target of the photo root, seen from a cluster directory.
+
+        Every cluster directory sits at the same depth, so one prefix serves a generation.
+        Computed from real paths so ".." climbs the real tree; the photo root's own last
+        component stays as given, so a symlinked photo folder (a mount) is followed at use.
+        """
+        cluster_dir = os.path.join(os.path.realpath(generation.parent), generation.name, "c")
+        anchor = os.path.join(os.path.realpath(self.photo_root.parent), self.photo_root.name)
+        return os.path.relpath(anchor, cluster_dir) + "/"
+
+    def _root_target(self, generation: Path) -> str:
+        return f"{self.generations.name}/{generation.name}"
+
+    def _highest(self) -> int:
+        numbers = [int(match.group(1)) for match in map(_GENERATION.fullmatch,
+                   os.listdir(self.generations)) if match]
+        return max(numbers, default=0)
+
+    def _fill(self, temp: Path, prefix: str, plan: LinkPlan) -> None:
+        for cluster, links in plan.items():
+            directory = temp / cluster
+            os.mkdir(directory)
+            base = os.fspath(directory) + "/"
+            for name, photo in links.items():  # a plain loop: ~35k links a second here
+                os.symlink(prefix + photo, base + name)
+            _fsync_dir(directory)
+        _fsync_dir(temp)
+
+    def _point_root_at(self, generation: Path) -> None:
+        parent = self.cluster_root.parent
+        temp = parent / f".{self.cluster_root.name}{TEMP_PREFIX}{secrets.token_hex(4)}"
+        os.symlink(self._root_target(generation), temp)
+        try:
+            os.replace(temp, self.cluster_root)  # fails on a real directory: never replaced
+        except BaseException:
+            os.unlink(temp)
+            raise
+        _fsync_dir(parent)
+
+    def _collect(self, keep: set[str] | None) -> None:
+        """Delete generations not in `keep` (None: none) and leftovers of crashed operations."""
+        for entry in os.scandir(self.generations):
+            generation = _GENERATION.fullmatch(entry.name)
+            stale = keep is not None and generation is not None and entry.name not in keep
+            if stale or entry.name.startswith(TEMP_PREFIX):
+                _remove(Path(entry.path))
+        root_temp = f".{self.cluster_root.name}{TEMP_PREFIX}"
+        for entry in os.scandir(self.cluster_root.parent):
+            if entry.name.startswith(root_temp) and entry.is_symlink():
+                _unlink(Path(entry.path))
+
+    def _start(self) -> Path:
+        generation = self.build({})
+        self.swap(generation)
+        return generation
+
+    def _find(self, generation: Path, photo: str, target: str) -> list[tuple[str, str]]:
+        """(cluster, name) of each link to `photo`: only its candidate names need looking at."""
+        names = _candidate_names(photo)
+        return [(cluster, name) for cluster in _clusters(generation) for name in names
+                if _readlink(generation / cluster / name) == target]
+
+
+def _clusters(generation: Path) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(generation)
+                  if entry.name[0] not in "._" and entry.is_dir(follow_symlinks=False))
+
+
+def _links(cluster_dir: Path, prefix: str) -> Iterator[tuple[str, str]]:
+    """(link name, photo path) of each of our links in a cluster directory."""
+    for entry in os.scandir(cluster_dir):
+        if entry.name.startswith(TEMP_PREFIX) or not entry.is_symlink():
+            continue
+        target = os.readlink(entry.path)
+        if target.startswith(prefix) and _is_photo_path(target[len(prefix):]):
+            yield entry.name, target[len(prefix):]
+
+
+def _link(cluster_dir: Path, photo: str, target: str) -> str:
+    """Create a link to `target` under the first free candidate name: temp name, then rename."""
+    cluster_dir.mkdir(exist_ok=True)
+    for name in _candidate_names(photo):
+        if not os.path.lexists(cluster_dir / name):
+            temp = cluster_dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+            os.symlink(target, temp)
+            os.rename(temp, cluster_dir / name)
+            return name
+    raise StateError(f"no free link name for {photo!r} in {cluster_dir}")
+
+
+def _is_photo_path(photo: str) -> bool:
+    try:
+        _check_photo(photo)
+    except ValueError:
+        return False
+    return True
+
+
+def _readlink(path: Path) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:  # missing, or not a link
+        return None
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):  # gone already (a file manager): fine
+        os.unlink(path)
+
+
+def _remove(path: Path) -> None:
+    """Delete one entry of the generations folder without following any symlink.
+
+    rmtree (fd-based on Linux) unlinks symlinks it meets and refuses a symlinked top,
+    so the originals the links point at are never reached.
+    """
+    try:
+        if _is_real_dir(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+        logger.debug("removed %s", path)
+    except OSError as error:  # the swap itself succeeded; an old tree left over is harmless
+        logger.warning("could not remove %s: %s", path, error)
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    except OSError as error:  # some file systems refuse fsync on a directory
+        logger.debug("fsync %s: %s", path, error)
+    finally:
+        os.close(descriptor)
+
+
+def write_overview(
+    generation: Path,
+    plan: LinkPlan,
+    thumbnail: Callable[[str], Thumbnail | None],
+    elbow: tuple[Sequence[int], Sequence[float], int] | None,
+) -> None:
+    """Write generation/_overview/<cluster>.jpg (a contact sheet of at most 48 thumbnails) for
+    each cluster and, given (ks, inertias, chosen k), elbow.png. `thumbnail(photo)` returns
+    (edge, edge, 3) uint8 RGB or None (that photo is skipped). Each file is replaced atomically.
+    """
+    directory = generation / OVERVIEW
+    directory.mkdir(exist_ok=True)
+    for cluster, links in sorted(plan.items()):
+        sheet = _contact_sheet(cluster, sorted(links.values()), thumbnail)
+        _write_atomic(directory / f"{cluster}.jpg", _encode_jpeg(sheet))
+    if elbow is not None:
+        _write_atomic(directory / "elbow.png", _elbow_png(*elbow))
+
+
+def _contact_sheet(
+    cluster: str, photos: list[str], thumbnail: Callable[[str], Thumbnail | None]
+) -> Thumbnail:
+    picked = _spread(photos, _SHEET_CAP)
+    cells = [cell for cell in map(_cell, map(thumbnail, picked)) if cell is not None]
+    columns = max(4, min(_COLUMNS, len(cells)))  # at least wide enough for the title
+    rows = -(-len(cells) // columns)
+    sheet = np.full((_HEADER + rows * _CELL, columns * _CELL, 3), 32, np.uint8)  # (h, w, 3) RGB
+    for index, image in enumerate(cells):
+        top, left = _HEADER + index // columns * _CELL, index % columns * _CELL
+        sheet[top:top + _CELL, left:left + _CELL] = image
+    cv2.putText(sheet, f"{cluster}  {len(photos)} photos", (10, 28), cv2.FONT_HERSHEY_SIMPLEX,
+                0.8, (255, 255, 255), 2, cv2.LINE_AA)
+    return sheet
+
+
+def _spread(items: list[str], cap: int) -> list[str]:
+    """At most `cap` items evenly spaced through the list, so one folder does not fill a sheet."""
+    if len(items) <= cap:
+        return items
+    return [items[index * len(items) // cap] for index in range(cap)]
+
+
+def _cell(image: Thumbnail | None) -> Thumbnail | None:
+    """A thumbnail as one (160, 160, 3) uint8 cell; None for anything that is not RGB."""
+    if image is None or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+        return None
+    if image.shape[:2] != (_CELL, _CELL):
+        return np.asarray(cv2.resize(image, (_CELL, _CELL), interpolation=cv2.INTER_AREA), np.uint8)
+    return image.astype(np.uint8, copy=False)
+
+
+def _encode_jpeg(sheet: Thumbnail) -> bytes:
+    # imencode + our own atomic write: imwrite picks the format from the (temp) file name
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(sheet[:, :, ::-1]))  # RGB -> BGR
+    if not ok:
+        raise RuntimeError("JPEG encoding of a contact sheet failed")
+    return bytes(encoded.tobytes())
+
+
+def _elbow_png(ks: Sequence[int], inertias: Sequence[float], chosen_k: int) -> bytes:
+    # a bare Figure with the Agg canvas: no pyplot, so no global state shared between threads
+    figure = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(list(ks), list(inertias), marker="o")
+    axes.axvline(chosen_k, color="tab:red", linestyle="--", label=f"chosen k = {chosen_k}")
+    axes.set_xlabel("k (clusters)")
+    axes.set_ylabel("k-means inertia")
+    axes.set_title("Elbow: inertia vs k")
+    axes.legend()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+    try:
+        with open(temp, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
