@@ -1,0 +1,382 @@
+"""Clustering: the elbow, KMeans++, nearest-centroid assignment and stable cluster names.
+
+Plain functions over arrays; this module owns scikit-learn, kneed and scipy. Vectors are the
+embedder's L2-normalised rows, `(n, d)` float32. Everything random is seeded, so the same
+vectors and seed give the same clusters.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from kneed import KneeLocator
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits  # sklearn's dep
+
+logger = logging.getLogger(__name__)
+
+FloatMatrix = npt.NDArray[np.floating[Any]]
+
+# Hysteresis against the previous k (see choose_k). A fewer-clusters previous k must keep this
+# share of the chosen k's inertia reduction; a more-clusters one must score (kneedle's
+# difference curve, 0..1) within this much of the chosen k. One step of k on a 2..24 sweep
+# moves the score by up to 0.045, so a clear knee still moves k; a flat top does not make k
+# flap between neighbours from one recluster to the next.
+KEEP_REDUCTION = 0.98
+KEEP_SCORE = 0.02
+FIT_N_INIT = 3  # KMeans++ tries, for the final fit and for each 2-means split
+# fit() looks for a start on a sample this big, then runs Lloyd over all vectors from it:
+# seeding costs k passes over the data, Lloyd converges in few passes from a good start.
+FIT_SAMPLE = 20_000
+LARGE_MAX_ITER = 30  # from a start converged on the sample, Lloyd needs a handful; bounds 1M time
+# Threads for sklearn/BLAS. One: results then do not depend on the core count (sklearn's
+# parallel sums are ordered by thread), and on a shared 2-core machine extra threads spin.
+THREADS = 1
+_CHUNK = 65_536  # rows per matrix product in nearest(): bounds the (chunk, k) score buffer
+_NAME = re.compile(r"cluster-([0-9]+)")
+
+
+@dataclass(frozen=True)
+class ElbowCurve:
+    """The measured sweep (`inertias[i]` is k-means inertia on the sample for `ks[i]`)."""
+
+    ks: tuple[int, ...]
+    inertias: tuple[float, ...]
+    chosen_k: int
+    knee_found: bool
+
+
+def choose_k(
+    vectors: FloatMatrix,
+    k_min: int,
+    k_max: int,
+    sample_size: int,
+    seed: int,
+    previous_k: int | None = None,
+) -> ElbowCurve:
+    """Pick k by the elbow of k-means inertia over `k_min..k_max`.
+
+    The sweep runs on a seeded random sample of at most `max(sample_size, k_max + 1)` vectors,
+    for every k up to the sample size minus one and the number of distinct sample vectors. The
+    knee comes from kneed (convex, decreasing) on the running minimum of the inertias. Without
+    a knee (kneed returns None, e.g. on a straight line, a flat curve or fewer than 3 points)
+    k is the point farthest below the chord and `knee_found` is False.
+
+    Hysteresis: a `previous_k` inside the sweep is kept instead of the chosen k when
+      - it is smaller and reduces inertia (from the sweep's first k) by at least
+        `KEEP_REDUCTION` of what the chosen k achieves: the extra clusters add almost nothing;
+      - it is larger and its elbow score (1 - x - y on the curve normalised to [0, 1] both
+        ways, what kneedle maximises) is within `KEEP_SCORE` of the chosen k's: the curve
+        barely prefers fewer clusters. On a straight line every score ties, so it stays.
+    A larger previous k is not kept merely for its lower inertia: that would never let k fall.
+
+    Fewer vectors (or distinct vectors) than `k_min` + 1 give a degenerate curve: k is the
+    number of distinct vectors, at most `k_min`, at least 1, with inertia 0.
+
+    Raises ValueError for no vectors, a non-2-D array, or k_min < 1 or k_max < k_min.
+    """
+    _check_matrix(vectors)
+    if vectors.shape[0] == 0:
+        raise ValueError("no vectors to cluster")
+    if k_min < 1 or k_max < k_min:
+        raise ValueError(f"need 1 <= k_min <= k_max, got k_min={k_min}, k_max={k_max}")
+    sample = _sample(vectors, max(sample_size, k_max + 1), seed)  # (m, d) float32
+    distinct = _count_distinct(sample)
+    upper = min(k_max, sample.shape[0] - 1, distinct)
+    if upper < k_min:
+        k = max(1, min(k_min, distinct))
+        logger.debug("elbow: %d distinct vectors: k=%d without a sweep", distinct, k)
+        return ElbowCurve(ks=(k,), inertias=(0.0,), chosen_k=k, knee_found=False)
+    ks, inertias = _sweep(sample, k_min, upper, seed)
+    chosen_k, knee_found = _pick_k(ks, inertias, previous_k)
+    logger.debug("elbow over k=%d..%d on %d vectors: k=%d (knee found: %s)",
+                 ks[0], ks[-1], len(sample), chosen_k, knee_found)
+    return ElbowCurve(ks=ks, inertias=inertias, chosen_k=chosen_k, knee_found=knee_found)
+
+
+def fit(
+    vectors: FloatMatrix, k: int, seed: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """K-means with `k` clusters over all vectors.
+
+    Returns labels `(n,)` int64 and L2-normalised centroids `(k, d)` float32. The start is the
+    lower-inertia one of KMeans++ (best of `FIT_N_INIT` seeded tries) and bisecting growth
+    (`_grow`), both run on a seeded sample of `FIT_SAMPLE` (or 10 k) vectors; when there are
+    more vectors, Lloyd iterations over all of them (at most `LARGE_MAX_ITER`) finish from
+    there. Fewer distinct vectors than k leave some labels unused. Labels are k-means' own
+    (Euclidean); `nearest` (cosine to the normalised centroids) can differ for a photo lying
+    between a tight and a loose cluster. Raises ValueError unless 1 <= k <= n.
+    """
+    _check_matrix(vectors)
+    if not 1 <= k <= vectors.shape[0]:
+        raise ValueError(f"k={k} must be between 1 and the number of vectors ({len(vectors)})")
+    data = np.ascontiguousarray(vectors, dtype=np.float32)  # (n, d) float32
+    sample = _sample(data, max(FIT_SAMPLE, 10 * k), seed)  # (m, d) float32
+    with threadpool_limits(limits=THREADS):
+        model = _best_start(sample, k, seed)
+        if sample.shape[0] < data.shape[0]:
+            model = _lloyd(data, model.cluster_centers_, seed, LARGE_MAX_ITER)
+    labels = np.asarray(model.labels_, dtype=np.int64)  # (n,) int64
+    centroids = _unit_rows(np.asarray(model.cluster_centers_, dtype=np.float32))  # (k, d)
+    return labels, centroids
+
+
+def nearest(vectors: FloatMatrix, centroids: FloatMatrix) -> npt.NDArray[np.int64]:
+    """Index of the centroid with the largest inner product, per vector: `(n,)` int64.
+
+    Raises ValueError when there are no centroids or the dimensions differ.
+    """
+    _check_matrix(vectors)
+    _check_matrix(centroids)
+    if centroids.shape[0] == 0:
+        raise ValueError("no centroids")
+    if vectors.shape[1] != centroids.shape[1]:
+        raise ValueError(f"vectors have {vectors.shape[1]} dims, centroids {centroids.shape[1]}")
+    result = np.empty(vectors.shape[0], dtype=np.int64)  # (n,) int64
+    for start in range(0, vectors.shape[0], _CHUNK):
+        scores = vectors[start : start + _CHUNK] @ centroids.T  # (chunk, k)
+        result[start : start + _CHUNK] = np.argmax(scores, axis=1)
+    return result
+
+
+def match_names(
+    previous: Mapping[int, str],
+    labels: Mapping[int, int],
+    used_names: AbstractSet[str],
+    min_overlap: float,
+) -> dict[int, str]:
+    """Name the new clusters after the old ones they continue.
+
+    `previous`: photo id -> old cluster name; `labels`: photo id -> new label. Only photos in
+    both count: vanished photos and new photos carry no evidence. Old clusters and new labels
+    are paired by Hungarian assignment maximising shared photos; a pair is accepted when
+    `overlap >= min_overlap * max(old size, new size)` (sizes over those shared photos), i.e.
+    the new cluster holds at least that share of the old one and the old one supplied at least
+    that share of it. So an unchanged clustering keeps every name, a split gives the name to
+    the larger part, a merge keeps the larger old cluster's name, and growth by new photos
+    alone never renames. Every other label gets a new name, numbered above all of
+    `used_names` and the previous names.
+
+    Returns label -> name for every label in `labels`. Raises ValueError unless
+    0 <= min_overlap <= 1.
+    """
+    if not 0.0 <= min_overlap <= 1.0:
+        raise ValueError(f"min_overlap must be within [0, 1], got {min_overlap}")
+    new_labels = sorted({int(label) for label in labels.values()})
+    shared = Counter(
+        (previous[photo], int(label)) for photo, label in labels.items() if photo in previous
+    )
+    names = _assign_old_names(shared, min_overlap)
+    unmatched = [label for label in new_labels if label not in names]
+    taken = set(used_names) | set(previous.values())
+    names.update(zip(unmatched, new_names(len(unmatched), taken), strict=True))
+    logger.debug("names: %d kept, %d new", len(new_labels) - len(unmatched), len(unmatched))
+    return names
+
+
+def new_names(count: int, used_names: AbstractSet[str]) -> list[str]:
+    """`count` names "cluster-NNN", numbered above the highest "cluster-<digits>" in use.
+
+    Other names do not affect the numbering (they cannot collide). Zero-padded to 3 digits,
+    longer past 999. Raises ValueError for a negative count.
+    """
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    numbers = (_NAME.fullmatch(name) for name in used_names)
+    highest = max((int(match.group(1)) for match in numbers if match), default=0)
+    return [f"cluster-{number:03d}" for number in range(highest + 1, highest + 1 + count)]
+
+
+def _check_matrix(array: FloatMatrix) -> None:
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise ValueError(f"expected a 2-D array of vectors, got shape {array.shape}")
+
+
+def _sample(vectors: FloatMatrix, size: int, seed: int) -> npt.NDArray[np.float32]:
+    """At most `size` rows, chosen without replacement by `seed`, in their original order."""
+    count = vectors.shape[0]
+    if count <= size:
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+    rows = np.sort(np.random.default_rng(seed).choice(count, size=size, replace=False))
+    return np.ascontiguousarray(vectors[rows], dtype=np.float32)  # (size, d) float32
+
+
+def _unit_rows(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)  # (k, 1)
+    # a zero centroid (only from all-zero input) stays zero instead of turning into NaN
+    unit = np.zeros_like(matrix)  # (k, d) float32
+    np.divide(matrix, norms, out=unit, where=norms > 0)
+    return unit
+
+
+def _count_distinct(vectors: npt.NDArray[np.float32]) -> int:
+    # rows as opaque byte strings: np.unique over them is one sort, not a per-column lexsort
+    rows = vectors.view(np.dtype((np.void, vectors.dtype.itemsize * vectors.shape[1])))
+    return int(np.unique(rows).size)
+
+
+def _grow(sample: npt.NDArray[np.float32], k_max: int, seed: int) -> Iterator[Any]:
+    """Fitted KMeans models for k = 1, 2, ... up to `k_max` by bisecting growth.
+
+    Each step splits the cluster with the largest squared error in two (KMeans++ 2-means),
+    then runs Lloyd over the whole sample from those centres. Why not KMeans++ per k: in 512
+    dims a point's squared distance to a foreign blob is only about twice that to its own, so
+    D^2 seeding often puts two seeds in one blob and none in another, which Lloyd cannot
+    repair; the curve then shows false knees. Stops early once every cluster is one point.
+    """
+    model = _lloyd(sample, sample.mean(axis=0, keepdims=True), seed)
+    yield model
+    for _ in range(1, k_max):
+        centres = _split_worst(sample, model, seed)  # (k + 1, d) float32, or None
+        if centres is None:
+            return
+        model = _lloyd(sample, centres, seed)
+        yield model
+
+
+def _split_worst(
+    sample: npt.NDArray[np.float32], model: Any, seed: int
+) -> npt.NDArray[np.float32] | None:
+    labels = model.labels_  # (m,)
+    centres = np.asarray(model.cluster_centers_, dtype=np.float32)  # (k, d)
+    residual = sample - centres[labels]  # (m, d)
+    errors = np.bincount(labels, np.einsum("ij,ij->i", residual, residual), len(centres))
+    worst = int(np.argmax(errors))
+    if errors[worst] <= 0.0:
+        return None
+    halves = KMeans(n_clusters=2, init="k-means++", n_init=FIT_N_INIT, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        halves.fit(sample[labels == worst])
+    kept = np.delete(centres, worst, axis=0)  # (k - 1, d)
+    return np.vstack([kept, halves.cluster_centers_]).astype(np.float32)
+
+
+def _lloyd(
+    data: npt.NDArray[np.float32], centres: Any, seed: int, max_iter: int = 300
+) -> Any:
+    model = KMeans(
+        n_clusters=len(centres), init=centres, n_init=1, max_iter=max_iter, random_state=seed
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # duplicate points, capped iterations
+        return model.fit(data)
+
+
+def _best_start(sample: npt.NDArray[np.float32], k: int, seed: int) -> Any:
+    """The lower-inertia fit on the sample: KMeans++ or bisecting growth."""
+    plus = KMeans(n_clusters=k, init="k-means++", n_init=FIT_N_INIT, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct points than k
+        plus.fit(sample)
+    *_, grown = _grow(sample, k, seed)  # the last model: k clusters unless points ran out
+    if grown.n_clusters == k and grown.inertia_ < plus.inertia_:
+        logger.debug("fit: bisecting start beats KMeans++ (%.4g < %.4g)",
+                      grown.inertia_, plus.inertia_)
+        return grown
+    return plus
+
+
+def _sweep(
+    sample: npt.NDArray[np.float32], k_min: int, k_max: int, seed: int
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """ks and k-means inertias on `sample` for k_min..k_max (fewer if points run out)."""
+    with threadpool_limits(limits=THREADS):
+        grown = [model for model in _grow(sample, k_max, seed) if model.n_clusters >= k_min]
+    if not grown:  # only when rounding makes distinct points coincide
+        return (k_min,), (0.0,)
+    ks = tuple(int(model.n_clusters) for model in grown)
+    return ks, tuple(float(model.inertia_) for model in grown)
+
+
+def _pick_k(
+    ks: tuple[int, ...], inertias: tuple[float, ...], previous_k: int | None
+) -> tuple[int, bool]:
+    """The knee (or the fallback) with hysteresis applied; also whether kneed found a knee."""
+    # k clusters can always do as well as k - 1: a bad k-means run must not fake a knee
+    envelope = np.minimum.accumulate(np.asarray(inertias, dtype=np.float64))
+    scores = _elbow_scores(ks, envelope)
+    knee = _kneed_knee(ks, envelope)
+    chosen = knee if knee is not None else ks[int(np.argmax(scores))]
+    if knee is None:
+        logger.info("no knee in the elbow curve over k=%d..%d; using k=%d", ks[0], ks[-1], chosen)
+    if previous_k is not None and previous_k in ks and previous_k != chosen:
+        old, new = ks.index(previous_k), ks.index(chosen)
+        if _keep_previous(envelope, scores, old, new):
+            logger.debug("elbow: keeping the previous k=%d over k=%d", previous_k, chosen)
+            chosen = previous_k
+    return chosen, knee is not None
+
+
+def _keep_previous(
+    envelope: npt.NDArray[np.float64], scores: npt.NDArray[np.float64], old: int, new: int
+) -> bool:
+    """The hysteresis rule of choose_k, on positions in the sweep."""
+    if old < new:
+        reduction = envelope[0] - envelope  # (len(ks),) inertia removed since the first k
+        return bool(reduction[old] >= KEEP_REDUCTION * reduction[new])
+    return bool(scores[old] >= scores[new] - KEEP_SCORE)
+
+
+def _elbow_scores(
+    ks: tuple[int, ...], envelope: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Kneedle's difference curve: how far each point lies below the normalised chord."""
+    span_k = ks[-1] - ks[0]
+    x = (np.asarray(ks, dtype=np.float64) - ks[0]) / span_k if span_k else np.zeros(len(ks))
+    return 1.0 - x - _normalised(envelope)
+
+
+def _normalised(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Scaled to [0, 1]; a flat (or non-finite) curve becomes all zeros."""
+    low, high = float(values.min()), float(values.max())
+    span = high - low
+    if not np.isfinite(span) or span <= 1e-12 * max(abs(high), 1e-300):
+        return np.zeros_like(values)
+    return (values - low) / span
+
+
+def _kneed_knee(ks: tuple[int, ...], envelope: npt.NDArray[np.float64]) -> int | None:
+    """kneed's elbow, or None when it finds none or cannot work on this curve."""
+    curve = _normalised(envelope)
+    if len(ks) < 3 or not curve.any():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # older kneed warns "no knee found"
+            locator = KneeLocator(list(ks), curve, curve="convex", direction="decreasing")
+    except (ValueError, IndexError, FloatingPointError) as error:
+        logger.debug("kneed failed on the elbow curve: %s", error)
+        return None
+    return None if locator.knee is None else int(locator.knee)
+
+
+def _assign_old_names(shared: Counter[tuple[str, int]], min_overlap: float) -> dict[int, str]:
+    """Hungarian assignment of old names to new labels on the shared-photo counts."""
+    if not shared:
+        return {}
+    old_names = sorted({name for name, _ in shared})
+    new_labels = sorted({label for _, label in shared})
+    overlap = np.zeros((len(old_names), len(new_labels)), dtype=np.int64)  # (old, new)
+    row = {name: index for index, name in enumerate(old_names)}
+    column = {label: index for index, label in enumerate(new_labels)}
+    for (name, label), count in shared.items():
+        overlap[row[name], column[label]] = count
+    old_sizes, new_sizes = overlap.sum(axis=1), overlap.sum(axis=0)
+    names: dict[int, str] = {}
+    for i, j in zip(*linear_sum_assignment(overlap, maximize=True), strict=True):
+        common = int(overlap[i, j])
+        if common > 0 and common >= min_overlap * max(old_sizes[i], new_sizes[j]):
+            names[new_labels[j]] = old_names[i]
+    return names
