@@ -75,11 +75,11 @@ def _setup_logging(verbose: bool) -> None:
 def _run(config: Config, args: argparse.Namespace) -> int:
     from photocluster.service import run_daemon  # heavy: only the daemon needs it
 
-    return run_daemon(config)
+    return run_daemon(config, library.vgg16_embedder)
 
 
 def _scan(config: Config, args: argparse.Namespace) -> int:
-    with library.open_library(config, "scan") as lib:
+    with library.open_library(config, "scan", library.vgg16_embedder) as lib:
         library.scan(lib)
     return EXIT_OK
 
@@ -90,7 +90,7 @@ def _recluster(config: Config, args: argparse.Namespace) -> int:
         os.kill(holder.pid, signal.SIGUSR1)
         print(f"asked the running daemon (pid {holder.pid}) to recluster")
         return EXIT_OK
-    with library.open_library(config, "recluster") as lib:
+    with library.open_library(config, "recluster", library.vgg16_embedder) as lib:
         changes = library.recluster_now(lib, force=True, dry_run=args.dry_run)
     if args.dry_run:
         print("\n".join(changes or ["no changes"]))
