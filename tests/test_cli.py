@@ -109,7 +109,7 @@ def test_scan_while_another_writer_holds_the_state_exits_1(
 
 
 @pytest.mark.timeout(120)
-def test_recluster_signals_a_running_daemon_instead_of_competing_with_it(
+def test_status_reads_a_running_daemon_and_recluster_signals_it(
     tmp_path: Path, colour_library: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.conftest import write_config
@@ -119,6 +119,9 @@ def test_recluster_signals_a_running_daemon_instead_of_competing_with_it(
     daemon = DaemonProcess(config)
     try:
         wait_until(lambda: all_linked(tmp_path), 60, "the daemon to link the library")
+        assert cli.main(["-c", str(config), "status", "--json"]) == 0
+        live = json.loads(capsys.readouterr().out)["daemon"]
+        assert live["pid"] == daemon.process.pid and "backlog" in live and live["state"]
         assert cli.main(["-c", str(config), "recluster"]) == 0
         assert "asked the running daemon" in capsys.readouterr().out
         daemon.wait_for_log("SIGUSR1: recluster requested")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -236,3 +237,24 @@ def test_sighup_with_a_broken_config_keeps_running_and_logs_every_problem(
     daemon.signal(signal.SIGHUP)
     daemon.wait_for_log("configuration reloaded")
     assert daemon.process.poll() is None
+
+
+def test_photos_arriving_during_a_recluster_land_in_the_new_tree(daemon_base: Path) -> None:
+    env = {"PHOTOCLUSTER_TEST_SLOW_RECLUSTER": "2.0"}
+    process = DaemonProcess(daemon_base / "config.toml", env)
+    try:
+        process.wait_for_log(RECLUSTERED, timeout=40)
+        wait_until(lambda: all_linked(daemon_base), 30, "the library to be linked")
+        live = os.readlink(daemon_base / "clusters")
+        process.signal(signal.SIGUSR1)
+        process.wait_for_log("SIGUSR1")
+        for index in range(4):  # while the recluster computes on its snapshot
+            write_photo(daemon_base / "photos" / "late" / f"late_{index}.jpg", COLOURS["red"],
+                        seed=50 + index)
+        process.wait_for_log(RECLUSTERED, count=2, timeout=40)
+        wait_until(lambda: os.readlink(daemon_base / "clusters") != live, 30, "the swap")
+        tree = _wait_linked(daemon_base)
+        assert {tree[f"late/late_{i}.jpg"] for i in range(4)} == {tree["red/red_0.jpg"]}
+    finally:
+        assert process.stop() == 0
+    assert_consistent(daemon_base)

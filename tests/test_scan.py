@@ -160,3 +160,17 @@ def test_scan_refuses_to_run_beside_another_writer(
         pytest.raises(LockedError, match="in use by pid"),
     ):
         _scan(config_file, fake_embedder)
+
+
+def test_a_new_model_fingerprint_re_embeds_the_library(
+    tmp_path: Path, colour_library: Path, config_file: Path, fake_embedder: FakeEmbedder
+) -> None:
+    _scan(config_file, fake_embedder)
+    other = FakeEmbedder()
+    other.fingerprint = "fake-embedder-2"  # e.g. other weights or preprocessing
+    _scan(config_file, other)
+    assert other.embedded == 18
+    store = Store.open_readonly(tmp_path / "state")
+    assert {r.fingerprint for r in store.photos()} == {"fake-embedder-2"}
+    store.close()
+    assert set(_linked(tmp_path)) == _all_photos(colour_library)
