@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -35,6 +36,16 @@ class FakeEmbedder:
         features[:, :48] = grid.reshape(count, 48) / 255.0 - 0.5
         features[:, 48] = 0.05  # keeps a black photo away from the zero vector
         return features / np.linalg.norm(features, axis=1, keepdims=True)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """`cli.main` configures the root logger, as a program should; undo it between tests."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
 
 
 @pytest.fixture
