@@ -1,22 +1,43 @@
 """Runs the real daemon (real watcher, threads, signals) with the fake embedder.
 
 `python -m tests.daemon_harness CONFIG` — used by the daemon tests as a subprocess, so that
-signals, sd_notify and kill -9 are exercised as systemd would. With
-PHOTOCLUSTER_TEST_SLOW_RECLUSTER=seconds each recluster computation takes at least that long,
-so a test can signal during one.
+signals, sd_notify and kill -9 are exercised as systemd would. Test hooks, by environment:
+
+PHOTOCLUSTER_TEST_SLOW_RECLUSTER=seconds  each recluster computation takes at least that long,
+    so a test can signal during one.
+PHOTOCLUSTER_TEST_SLOW_SWAP=seconds  a finished tree build, and the swap of the cluster root,
+    each pause that long (logged "test hook: ..."), so a test can kill -9 inside them.
+PHOTOCLUSTER_TEST_SLOW_SAVE=seconds  each atomic state-file write pauses that long with the
+    data in its temp file, before the rename (logged "test hook: saving ...").
+PHOTOCLUSTER_TEST_STALL_INOTIFY=flag-file  while the file exists the inotify reader does not
+    read, so the kernel queue fills and overflows for real.
+PHOTOCLUSTER_TEST_DISK_FULL=flag-file  while the file exists the disk is "full": fsync fails
+    with ENOSPC and SQLite may not grow the catalog (SQLITE_FULL).
+PHOTOCLUSTER_TEST_EMPTY_LISTING=flag-file  while the file exists the photo root lists as
+    empty (a flaky network mount); its files can still be opened by name.
+PHOTOCLUSTER_TEST_UNREADABLE=name  opening a file of that name fails with EACCES (the tests
+    run as root, which may read anything).
+PHOTOCLUSTER_TEST_RETRY_SECONDS=seconds  how long the worker waits before retrying after a
+    state write failed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from photocluster import recluster, service
+from photocluster import organizer, recluster, service, store, worker
 from photocluster.config import load_config
 from tests.conftest import FakeEmbedder
+
+logger = logging.getLogger("photocluster.test_hook")
 
 
 def _slow_down(seconds: float) -> None:
@@ -26,7 +47,118 @@ def _slow_down(seconds: float) -> None:
         time.sleep(seconds)
         return compute(snapshot, settings)  # type: ignore[arg-type]
 
-    service.recluster.compute = slow  # type: ignore[assignment]
+    recluster.compute = slow  # type: ignore[assignment]
+
+
+def _slow_swap(seconds: float) -> None:
+    fill, point = organizer.ClusterTree._fill, organizer.ClusterTree._point_root_at
+
+    def slow_fill(tree: organizer.ClusterTree, *args: Any, **kwargs: Any) -> Any:
+        filled = fill(tree, *args, **kwargs)
+        logger.info("test hook: tree built, not yet renamed")
+        time.sleep(seconds)
+        return filled
+
+    def slow_point(tree: organizer.ClusterTree, generation: Path) -> None:
+        logger.info("test hook: swapping the cluster root")
+        time.sleep(seconds)
+        point(tree, generation)
+        logger.info("test hook: swapped, old generations not yet collected")
+        time.sleep(seconds)
+
+    organizer.ClusterTree._fill = slow_fill  # type: ignore[method-assign,assignment]
+    organizer.ClusterTree._point_root_at = slow_point  # type: ignore[method-assign,assignment]
+
+
+def _slow_save(seconds: float) -> None:
+    atomic_write = store._atomic_write
+
+    def slow(path: Path, write: Callable[[str], object]) -> None:
+        def write_then_wait(temp: str) -> None:
+            write(temp)
+            logger.info("test hook: saving %s", path.name)
+            time.sleep(seconds)
+
+        atomic_write(path, write_then_wait)
+
+    store._atomic_write = slow
+
+
+def _stall_inotify(flag: Path) -> None:
+    from watchdog.observers.inotify_c import InotifyFD
+
+    read_events = InotifyFD.read_events
+
+    def stalled(self: InotifyFD, **kwargs: Any) -> Any:
+        if flag.exists():
+            logger.info("test hook: inotify reader stalled")
+            while flag.exists() and self.should_keep_running():
+                time.sleep(0.05)
+        return read_events(self, **kwargs)
+
+    InotifyFD.read_events = stalled  # type: ignore[method-assign]
+
+
+def _disk_full(flag: Path) -> None:
+    fsync, transaction = os.fsync, store.Store._transaction
+
+    def failing_fsync(fd: int) -> None:
+        if flag.exists():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+
+    @contextlib.contextmanager
+    def full(self: store.Store) -> Iterator[Any]:
+        with transaction(self) as conn:
+            # max_page_count cannot go below the current size: this pins the catalog at its size.
+            conn.execute(f"PRAGMA max_page_count = {1 if flag.exists() else 1 << 30}")
+            yield conn
+
+    os.fsync = failing_fsync  # type: ignore[assignment]
+    store.Store._transaction = full  # type: ignore[method-assign]
+
+
+class _EmptyListing:
+    def __enter__(self) -> _EmptyListing:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def __iter__(self) -> _EmptyListing:
+        return self
+
+    def __next__(self) -> os.DirEntry[str]:
+        raise StopIteration
+
+    def close(self) -> None:
+        pass
+
+
+def _empty_listing(flag: Path, root: Path) -> None:
+    from watchdog.observers.polling import PollingEmitter
+
+    scandir, watched = os.scandir, {str(root), os.path.realpath(root)}
+
+    def flaky(path: Any = ".") -> Any:
+        if flag.exists() and os.fsdecode(path).rstrip("/") in watched:
+            return _EmptyListing()
+        return scandir(path)
+
+    os.scandir = flaky
+    assert PollingEmitter.__init__.__kwdefaults__ is not None
+    PollingEmitter.__init__.__kwdefaults__["listdir"] = flaky
+
+
+def _unreadable(name: str) -> None:
+    open_file = os.open
+
+    def guarded(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fsdecode(path).endswith("/" + name):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return open_file(path, flags, *args, **kwargs)
+
+    os.open = guarded
 
 
 def main() -> int:
@@ -35,10 +167,24 @@ def main() -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    slow = os.environ.get("PHOTOCLUSTER_TEST_SLOW_RECLUSTER")
-    if slow:
-        _slow_down(float(slow))
     config = load_config(Path(sys.argv[1]))
+    hooks = os.environ.get
+    if hooks("PHOTOCLUSTER_TEST_SLOW_RECLUSTER"):
+        _slow_down(float(hooks("PHOTOCLUSTER_TEST_SLOW_RECLUSTER", "0")))
+    if hooks("PHOTOCLUSTER_TEST_SLOW_SWAP"):
+        _slow_swap(float(hooks("PHOTOCLUSTER_TEST_SLOW_SWAP", "0")))
+    if hooks("PHOTOCLUSTER_TEST_SLOW_SAVE"):
+        _slow_save(float(hooks("PHOTOCLUSTER_TEST_SLOW_SAVE", "0")))
+    if hooks("PHOTOCLUSTER_TEST_STALL_INOTIFY"):
+        _stall_inotify(Path(hooks("PHOTOCLUSTER_TEST_STALL_INOTIFY", "")))
+    if hooks("PHOTOCLUSTER_TEST_DISK_FULL"):
+        _disk_full(Path(hooks("PHOTOCLUSTER_TEST_DISK_FULL", "")))
+    if hooks("PHOTOCLUSTER_TEST_EMPTY_LISTING"):
+        _empty_listing(Path(hooks("PHOTOCLUSTER_TEST_EMPTY_LISTING", "")), config.paths.photos)
+    if hooks("PHOTOCLUSTER_TEST_UNREADABLE"):
+        _unreadable(hooks("PHOTOCLUSTER_TEST_UNREADABLE", ""))
+    if hooks("PHOTOCLUSTER_TEST_RETRY_SECONDS"):
+        worker.RETRY_SECONDS = float(hooks("PHOTOCLUSTER_TEST_RETRY_SECONDS", "0"))
     return service.run_daemon(config, lambda _: FakeEmbedder())
 
 

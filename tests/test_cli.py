@@ -127,3 +127,10 @@ def test_status_reads_a_running_daemon_and_recluster_signals_it(
         daemon.wait_for_log("SIGUSR1: recluster requested")
     finally:
         assert daemon.stop() == 0
+
+
+def test_scan_of_a_missing_photo_folder_exits_1_with_a_message(
+    config_file: Path, fake_model: FakeEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert cli.main(["-c", str(config_file), "scan"]) == 1
+    assert "photos" in caplog.text

@@ -9,6 +9,7 @@ import random
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -253,16 +254,89 @@ def test_a_failed_build_leaves_no_generation_behind(
     build_and_swap(tree, {})
     real_symlink, calls = os.symlink, []
 
-    def failing_symlink(source: str, destination: str) -> None:
+    def failing_symlink(source: str, destination: str, **kwargs: Any) -> None:
         calls.append(destination)
         if len(calls) == 3:
             raise OSError(28, "No space left on device")
-        real_symlink(source, destination)
+        real_symlink(source, destination, **kwargs)
 
     monkeypatch.setattr(os, "symlink", failing_symlink)
     with pytest.raises(OSError):
         tree.build(plan_tree(MEMBERS))
     assert generation_names(tree) == {"gen-000001"}
+
+
+def test_a_rebuild_carries_unchanged_links_over_as_hard_links(tree: ClusterTree) -> None:
+    first = build_and_swap(tree, plan_tree(MEMBERS))
+    moved = {"cluster-001": MEMBERS["cluster-001"][1:],
+             "cluster-002": [*MEMBERS["cluster-002"], MEMBERS["cluster-001"][0]]}
+    plan = plan_tree(moved)
+    second = build_and_swap(tree, plan)
+    assert tree.read_plan() == plan
+    moved_link = second / "cluster-002" / "IMG_1.jpg"  # 2024/IMG_1.jpg, a new name there
+    assert os.lstat(moved_link).st_nlink == 1
+    for cluster, links in plan.items():
+        for name in links:
+            if second / cluster / name != moved_link:
+                old, new = os.lstat(first / cluster / name), os.lstat(second / cluster / name)
+                assert os.path.samestat(old, new) and new.st_nlink == 2, (cluster, name)
+
+
+def test_a_carried_over_link_survives_the_deletion_of_its_generation(tree: ClusterTree) -> None:
+    plan = plan_tree(MEMBERS)
+    for _ in range(3):
+        build_and_swap(tree, plan)
+    assert generation_names(tree) == {"gen-000002", "gen-000003"}
+    assert tree.read_plan() == plan
+    assert all(os.path.exists(link) for link in (tree.cluster_root / "cluster-002").iterdir())
+
+
+def test_a_live_name_pointing_elsewhere_is_not_carried_over(
+    tree: ClusterTree, photo_root: Path
+) -> None:
+    generation = build_and_swap(tree, plan_tree(MEMBERS))
+    prefix = "../../../../photos/"
+    (generation / "cluster-001" / "IMG_1.jpg").unlink()
+    os.symlink(prefix + "2024/IMG_2.jpg", generation / "cluster-001" / "IMG_1.jpg")
+    (generation / "cluster-002" / "with space.jpg").unlink()
+    (generation / "cluster-002" / "with space.jpg").write_text("the user's own file")
+    plan = plan_tree(MEMBERS)
+    second = tree.build(plan)
+    assert links_of(second) == {
+        cluster: {name: prefix + photo for name, photo in links.items()}
+        for cluster, links in plan.items()
+    }
+    assert (generation / "cluster-002" / "with space.jpg").read_text() == "the user's own file"
+
+
+def test_a_cluster_folder_replaced_by_a_symlink_is_not_followed_for_carry_over(
+    tree: ClusterTree, tmp_path: Path
+) -> None:
+    generation = build_and_swap(tree, plan_tree(MEMBERS))
+    elsewhere = tmp_path / "elsewhere"
+    os.rename(generation / "cluster-001", elsewhere)  # same names and targets, another folder
+    os.symlink(elsewhere, generation / "cluster-001")
+    second = tree.build(plan_tree(MEMBERS))
+    assert links_of(second) == links_of(generation)
+    assert {os.lstat(link).st_nlink for link in elsewhere.iterdir()} == {1}
+
+
+def test_a_build_creates_every_link_where_hard_links_are_refused(
+    tree: ClusterTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = build_and_swap(tree, plan_tree(MEMBERS))
+    calls = []
+
+    def refused(source: str, destination: str, **kwargs: object) -> None:
+        calls.append(source)
+        raise PermissionError(1, "Operation not permitted")  # fs.protected_hardlinks, FAT
+
+    monkeypatch.setattr(os, "link", refused)
+    second = build_and_swap(tree, plan_tree(MEMBERS))
+    assert len(calls) == 1  # no second try after a refusal
+    assert tree.read_plan() == plan_tree(MEMBERS)
+    link = Path("cluster-001") / "IMG_1.jpg"
+    assert not os.path.samestat(os.lstat(first / link), os.lstat(second / link))
 
 
 def test_swap_and_cleanup_never_touch_the_originals(tree: ClusterTree, photo_root: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -26,7 +27,8 @@ UNDECODABLE = os.fsdecode(b"2024/caf\xe9 \xff.jpg")  # not UTF-8: surrogate esca
 def unit_vectors(count: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((count, DIM)).astype(np.float32)  # (count, DIM) float32
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return unit
 
 
 def new(path: str, vector: np.ndarray, content_hash: str | None = None) -> NewVector:
@@ -85,6 +87,8 @@ def test_put_vectors_round_trips_through_photo_photos_and_vectors(store: Store) 
         ids[1], "a/1.jpg", 100, "hash-a/1.jpg")
     assert (record.fingerprint, record.cluster, record.error) == (FP, None, None)
     assert [r.path for r in store.photos()] == ["a/0.jpg", "a/1.jpg", "a/2.jpg"]
+    store.put_failure("bad.jpg", 1, 1, "corrupt")
+    assert store.count() == 4
     got_ids, got_vectors = store.vectors(FP)
     assert got_ids.tolist() == sorted(ids) and got_ids.dtype == np.int64
     np.testing.assert_array_equal(got_vectors, vectors)
@@ -292,6 +296,7 @@ def test_index_is_loaded_without_rebuild_when_its_stamp_matches(
     with Store(state_dir, dim=DIM) as store:
         store.put_vectors([new(f"{i}.jpg", vectors[i]) for i in range(3)], FP)
     caplog.set_level(logging.DEBUG, logger="photocluster.store")
+    caplog.clear()  # the first open's records too, if the logger was left at INFO
     with Store(state_dir, dim=DIM) as store:
         assert rebuilds(caplog) == []
         assert any("loaded the vector index" in r.getMessage() for r in caplog.records)
@@ -310,6 +315,7 @@ def test_index_is_rebuilt_after_a_crash_without_close(
     del crashed  # no close(): the index on disk is older than the catalog
     gc.collect()
     caplog.set_level(logging.INFO, logger="photocluster.store")
+    caplog.clear()  # the first open's records too, if the logger was left at INFO
     with Store(state_dir, dim=DIM) as store:
         assert len(rebuilds(caplog)) == 1 and "stamp" in rebuilds(caplog)[0]
         assert len(index_contents(store)) == 3
@@ -333,6 +339,7 @@ def test_index_is_rebuilt_after_kill_9_between_catalog_write_and_index_save(
     done = subprocess.run([sys.executable, "-c", script], timeout=60, check=False)
     assert done.returncode == -9
     caplog.set_level(logging.INFO, logger="photocluster.store")
+    caplog.clear()  # the first open's records too, if the logger was left at INFO
     with Store(state_dir, dim=DIM) as store:
         assert len(rebuilds(caplog)) == 1
         held, replaced = index_contents(store), store.photo("a.jpg")
@@ -361,6 +368,7 @@ def test_index_is_rebuilt_when_its_file_is_damaged_or_missing(
         store.put_vectors([new(f"{i}.jpg", vectors[i]) for i in range(3)], FP)
     damage(state_dir)  # type: ignore[operator]
     caplog.set_level(logging.INFO, logger="photocluster.store")
+    caplog.clear()  # the first open's records too, if the logger was left at INFO
     with Store(state_dir, dim=DIM) as store:
         assert len(rebuilds(caplog)) == 1
         assert_index_matches_catalog(store, state_dir)
@@ -392,6 +400,77 @@ def test_save_index_writes_nothing_when_nothing_changed(store: Store, state_dir:
     assert saved == ((state_dir / "index.faiss").stat().st_ino,
                      (state_dir / "index.stamp").stat().st_ino)
     assert [p.name for p in state_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# ---- catalog layout and schema migration
+
+
+def test_vectors_are_packed_so_the_catalog_is_not_twice_their_size(state_dir: Path) -> None:
+    count, dim = 700, 512  # 512-d: a 2 KiB vector filled a 4 KiB page alone in schema 1
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)  # (count, dim) float32
+    with Store(state_dir, dim=dim) as store:
+        store.put_vectors([new(f"{i:04d}.jpg", vectors[i]) for i in range(count)], FP)
+    assert (state_dir / "catalog.sqlite").stat().st_size < 1.35 * vectors.nbytes
+
+
+SCHEMA_1 = """
+CREATE TABLE photos (id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, content_hash TEXT,
+    vector BLOB, fingerprint TEXT, cluster TEXT, error TEXT, added_at REAL NOT NULL,
+    in_recluster INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX photos_content_hash ON photos (content_hash);
+CREATE INDEX photos_ok ON photos (fingerprint, cluster, in_recluster) WHERE vector IS NOT NULL;
+CREATE TABLE clusters (name TEXT PRIMARY KEY, centroid BLOB NOT NULL, active INTEGER NOT NULL,
+    created_at REAL NOT NULL);
+CREATE TABLE reclusters (id INTEGER PRIMARY KEY, at REAL NOT NULL, k INTEGER NOT NULL,
+    photos INTEGER NOT NULL, changed INTEGER NOT NULL, ks TEXT NOT NULL,
+    inertias TEXT NOT NULL, knee_found INTEGER NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('store.catalog_id', 'c1'), ('store.changes', '7'), ('store.dim', '8');
+PRAGMA user_version = 1;
+"""
+
+
+def write_schema_1_catalog(state_dir: Path, vectors: np.ndarray) -> None:
+    """A catalog as schema 1 wrote it: two clustered photos with vectors, one failure."""
+    state_dir.mkdir()
+    conn = sqlite3.connect(state_dir / "catalog.sqlite")
+    conn.executescript(SCHEMA_1)
+    conn.executemany(
+        "INSERT INTO photos (id, path, size, mtime_ns, content_hash, vector, fingerprint,"
+        " cluster, error, added_at, in_recluster) VALUES (?,?,?,?,?,?,?,?,?,?,?)", [
+            (3, b"a.jpg", 10, 11, "ha", vectors[0].tobytes(), FP, "cluster-001", None, 1.0, 1),
+            (5, os.fsencode(UNDECODABLE), 20, 21, "hb", vectors[1].tobytes(), FP, None, None,
+             2.0, 0),
+            (9, b"bad.jpg", 30, 31, None, None, None, None, "truncated", 3.0, 0)])
+    conn.execute("INSERT INTO clusters VALUES ('cluster-001', ?, 1, 1.0)", (vectors[0].tobytes(),))
+    conn.commit()
+    conn.close()
+
+
+def test_a_schema_1_catalog_is_migrated_keeping_every_row(
+        state_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    vectors = unit_vectors(3)
+    write_schema_1_catalog(state_dir, vectors)
+    caplog.set_level(logging.INFO, logger="photocluster.store")
+    with Store(state_dir, dim=DIM) as store:
+        assert any("migrated from schema 1" in r.getMessage() for r in caplog.records)
+        assert store.meta("store.changes") == "7"  # so an index saved by schema 1 stays valid
+        assert [(r.id, r.path, r.size, r.fingerprint, r.cluster, r.error)
+                for r in store.photos()] == [(3, "a.jpg", 10, FP, "cluster-001", None),
+                                             (5, UNDECODABLE, 20, FP, None, None),
+                                             (9, "bad.jpg", 30, None, None, "truncated")]
+        ids, got = store.vectors(FP)
+        assert ids.tolist() == [3, 5]
+        np.testing.assert_array_equal(got, vectors[:2])
+        assert store.unclustered(FP) == [5]
+        assert store.centroids()[0] == ["cluster-001"]
+        assert_index_matches_catalog(store, state_dir)
+        store.put_vectors([new("a.jpg", vectors[2])], FP)  # the migrated catalog takes writes
+        assert store.photo("a.jpg").cluster is None  # type: ignore[union-attr]
+    with Store(state_dir, dim=DIM) as store:
+        assert store.vectors(FP)[0].tolist() == [3, 5]
 
 
 # ---- files, locking, read-only access

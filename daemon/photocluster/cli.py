@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PhotoclusterError as error:
         logger.error("%s", error)
         return EXIT_ERROR
+    except FileNotFoundError as error:  # the photo folder is missing or an empty mount point
+        logger.error("%s: %s", error.strerror or "not found", error.filename or error)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_ERROR
 

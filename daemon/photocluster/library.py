@@ -7,7 +7,10 @@ one-shot command) and the daemon's worker both call these functions.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ import numpy as np
 from photocluster import ingest, photos, recluster, weights
 from photocluster.config import Config
 from photocluster.embedder import Embedder, Vgg16Embedder, configure_threads
+from photocluster.errors import StateError
 from photocluster.lock import writer_lock
 from photocluster.organizer import ClusterTree
 from photocluster.progress import Progress
@@ -68,12 +72,25 @@ def weights_dir(config: Config) -> Path:
 def open_library(
     config: Config, role: str, make_embedder: EmbedderFactory = vgg16_embedder
 ) -> Iterator[Library]:
-    """Take the writer lock, open the catalog and tree, load the model; close all on exit."""
+    """Take the writer lock, open the catalog and tree, load the model; close all on exit.
+
+    Raises StateError when the state directory lies inside the photo folder (or the reverse)
+    once symlinks are resolved: a sync client would upload the catalog."""
+    _check_apart(config.paths.state, config.paths.photos)
     with ExitStack() as stack:
         stack.enter_context(writer_lock(config.paths.state, role))
         store = stack.enter_context(Store(config.paths.state))
         tree = ClusterTree(config.paths.clusters, config.paths.photos)
         yield Library(config, store, tree, make_embedder(config))
+
+
+def _check_apart(state: Path, photo_root: Path) -> None:
+    state_real, photos_real = os.path.realpath(state), os.path.realpath(photo_root)
+    if os.path.commonpath([state_real, photos_real]) in (state_real, photos_real):
+        raise StateError(
+            f"the state directory {state} and the photo folder {photo_root} must lie outside "
+            f"each other (they resolve to {state_real} and {photos_real})"
+        )
 
 
 def sync(
@@ -86,10 +103,41 @@ def sync(
 
     Raises FileNotFoundError when the photo root is missing: never read as "all deleted".
     """
-    root = library.config.paths.photos
-    work = ingest.reconcile(root, library.store, library.fingerprint, subtree)
+    work = reconcile(library, subtree)
     progress = Progress(len(work.to_read), "embedding", bar=show_bar)
     return apply_work(library, work, progress, stop)
+
+
+def reconcile(library: Library, subtree: str = "") -> ingest.Work:
+    """`ingest.reconcile` of the nearest real folder at or above `subtree`: a subtree that
+    vanished (moved out) takes its photos along, one replaced by a symlink is not followed.
+
+    Raises FileNotFoundError when the photo root is missing, or empty while the catalog is
+    not: an empty root is a bare mount point far more often than a deliberate wipe.
+    """
+    root = library.config.paths.photos
+    subtree = _real_folder(root, subtree)
+    if not subtree and _is_empty(root) and library.store.photos():
+        raise FileNotFoundError(errno.ENOENT, "the photo folder is empty (not mounted?)", root)
+    return ingest.reconcile(root, library.store, library.fingerprint, subtree)
+
+
+def _real_folder(root: Path, subtree: str) -> str:
+    """The longest prefix of `subtree` whose every component is a real directory (lstat)."""
+    parts = [part for part in subtree.split("/") if part]
+    for depth in range(len(parts)):
+        try:
+            is_folder = stat.S_ISDIR(os.lstat(root.joinpath(*parts[: depth + 1])).st_mode)
+        except OSError:
+            is_folder = False
+        if not is_folder:
+            return "/".join(parts[:depth])
+    return "/".join(parts)
+
+
+def _is_empty(root: Path) -> bool:
+    with os.scandir(root) as entries:  # an unlistable root raises: never "empty"
+        return next(entries, None) is None
 
 
 def apply_work(
@@ -114,7 +162,9 @@ def apply_work(
     progress.close()
     gone = [path for path in work.missing if library.store.photo(path) is not None]
     remove(library, gone)
-    place(library, report.new_ids)
+    moved_away = set(work.missing).difference(gone)  # their rows moved to the new paths
+    library.tree.remove_links(moved_away)
+    place(library)
     if report.moved:
         _relink(library, [p for p in work.to_read if library.store.photo(p) is not None])
     logger.info(
@@ -155,11 +205,13 @@ def _relink(library: Library, paths: list[str]) -> None:
             library.tree.add_link(record.cluster, path)
 
 
-def place(library: Library, new_ids: list[int]) -> None:
-    """Link newly stored photos into the nearest cluster's folder (when clusters exist)."""
-    if not new_ids:
-        return
+def place(library: Library) -> None:
+    """Link every photo without a cluster into the nearest cluster's folder (when clusters
+    exist): the newly stored ones, and any stored just before a crash or a failed write, which
+    the next reconciliation no longer sees as new."""
     assignment = recluster.assign_unclustered(library.store, library.fingerprint)
+    if not assignment:
+        return
     paths = {r.id: r.path for r in library.store.photos() if r.id in assignment}
     for photo_id, cluster in assignment.items():
         library.tree.add_link(cluster, paths[photo_id])

@@ -8,6 +8,10 @@ For cluster_root ~/Pictures/clusters the layout is:
 
 A recluster builds gen-<N+1> under a temp name, renames it, then repoints cluster_root in one
 os.replace. The previous generation stays (a file manager may be open in it); older ones go.
+A link the live generation already holds (same folder, name and target) is carried over as a
+hard link to that symlink instead of a new one: symlinks are never changed in place, so
+generations can share them, and a rebuild with stable cluster names allocates inodes only for
+what changed (see ClusterTree.build).
 Links point at the originals; nothing under photo_root is ever written, moved or deleted.
 One writer at a time (the daemon's worker): a ClusterTree is not thread-safe.
 """
@@ -210,21 +214,30 @@ class ClusterTree:
 
         Built under a temp name and renamed when complete, so a crash leaves only a temp
         directory (removed by the next swap), never a generation that looks whole.
+
+        A link whose folder and name the live generation holds with the same target is a hard
+        link to the live symlink: no new inode, and the old generation's deletion frees few.
+        Measured here (ext4 without a journal, 2 shared cores): 100k links, 5% moved, build +
+        swap 2.7 s against 3.4 s with every link new (bench/scale.py); after a mass deletion,
+        when ext4 makes each new inode cost 0.1-0.6 ms of kernel time, link + readlink stays
+        at 15-30 us a link. Where hard links are refused (EPERM, EXDEV, a file system without
+        them) every link is a new symlink.
         """
         _check_plan(plan)
         self.generations.mkdir(parents=True, exist_ok=True)
         final = self.generations / f"gen-{self._highest() + 1:06d}"
         temp = self.generations / f"{TEMP_PREFIX}{final.name}-{secrets.token_hex(4)}"
+        source = self._reuse_source()
         os.mkdir(temp)
         try:
-            self._fill(temp, self._prefix(final), plan)
+            reused = self._fill(temp, self._prefix(final), plan, source)
             os.rename(temp, final)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
         _fsync_dir(self.generations)
-        logger.info("built %s: %d clusters, %d links", final.name, len(plan),
-                    sum(len(links) for links in plan.values()))
+        logger.info("built %s: %d clusters, %d links (%d carried over)", final.name, len(plan),
+                    sum(len(links) for links in plan.values()), reused)
         return final
 
     def swap(self, generation: Path) -> None:
@@ -275,6 +288,19 @@ class ClusterTree:
             _unlink(generation / home / name)
         logger.debug("removed %d links for %d photos", len(doomed), len(wanted))
 
+    def remove_leftovers(self) -> None:
+        """Delete what a crash left half done: temp links in the live generation's folders
+        (a link created, not yet renamed), temp builds and temp root links beside it."""
+        generation = self.live()
+        if generation is None:
+            return
+        self._collect(keep=None)
+        for folder in [generation / OVERVIEW, *(generation / c for c in _clusters(generation))]:
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(folder):
+                    if entry.name.startswith(TEMP_PREFIX):
+                        _remove(Path(entry.path))
+
     def _prefix(self, generation: Path) -> str:
         """The relative link target of the photo root, seen from a cluster directory.
 
@@ -294,15 +320,30 @@ class ClusterTree:
                    os.listdir(self.generations)) if match]
         return max(numbers, default=0)
 
-    def _fill(self, temp: Path, prefix: str, plan: LinkPlan) -> None:
+    def _reuse_source(self) -> Path | None:
+        """The live generation, whose links a build may carry over; None when there is none
+        or cluster_root is not ours (swap reports that)."""
+        try:
+            return self.live()
+        except StateError:
+            return None
+
+    def _fill(self, temp: Path, prefix: str, plan: LinkPlan, source: Path | None) -> int:
+        """Write the plan's links under temp; returns how many were carried over from source."""
+        reused = 0
         for cluster, links in plan.items():
-            directory = temp / cluster
-            os.mkdir(directory)
-            base = os.fspath(directory) + "/"
-            for name, photo in links.items():  # a plain loop: ~35k links a second here
-                os.symlink(prefix + photo, base + name)
-            _fsync_dir(directory)
+            os.mkdir(temp / cluster)
+            new = os.open(temp / cluster, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                with _open_dir(source / cluster if source is not None else None) as old:
+                    carried = _fill_cluster(new, old, prefix, links)
+            finally:
+                os.close(new)
+            if carried is None:  # hard links refused here: stop trying
+                carried, source = 0, None
+            reused += carried
         _fsync_dir(temp)
+        return reused
 
     def _point_root_at(self, generation: Path) -> None:
         parent = self.cluster_root.parent
@@ -342,6 +383,77 @@ class ClusterTree:
 def _clusters(generation: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(generation)
                   if entry.name[0] not in "._" and entry.is_dir(follow_symlinks=False))
+
+
+def _fill_cluster(new: int, old: int | None, prefix: str,
+                  links: Mapping[str, str]) -> int | None:
+    """Write one cluster's links into the directory `new` (an fd; dir_fd calls look up one
+    name, not a path), carrying over those that the live generation's directory `old` holds.
+    Returns how many were carried over, None when the file system refused a hard link (then
+    every link is created)."""
+    names = _symlink_names(old)
+    refused = False
+    carried = 0
+    for name, photo in links.items():  # plain loops: a call per link is the cost here
+        target = prefix + photo
+        if name in names and old is not None:
+            outcome = _carry_over(old, new, name, target)
+            if outcome:
+                carried += 1
+                continue
+            if outcome is None:
+                refused, names = True, set()
+        os.symlink(target, name, dir_fd=new)
+    _fsync_fd(new)
+    return None if refused else carried
+
+
+@contextlib.contextmanager
+def _open_dir(path: Path | None) -> Iterator[int | None]:
+    """A descriptor of the real directory at `path` (not through a symlink at its last step),
+    or None when there is none."""
+    descriptor = None
+    if path is not None:
+        with contextlib.suppress(OSError):  # missing, not a directory, or a symlink
+            descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        yield descriptor
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)
+
+
+def _symlink_names(directory: int | None) -> set[str]:
+    """Names of the symlinks in a cluster directory of the live generation (an fd)."""
+    if directory is None:
+        return set()
+    with os.scandir(directory) as entries:
+        return {entry.name for entry in entries
+                if entry.is_symlink() and not entry.name.startswith(TEMP_PREFIX)}
+
+
+def _carry_over(old: int, new: int, name: str, target: str) -> bool | None:
+    """Hard-link the symlink `name` of directory `old` as `name` in `new` if it points at
+    `target`.
+
+    True: done. False: not usable, nothing left in `new`. None: this file system (or its
+    policy) refuses hard links. The target is checked on the new name, in our private temp
+    directory, so a link swapped by someone else meanwhile is never carried over.
+    """
+    try:
+        os.link(name, name, src_dir_fd=old, dst_dir_fd=new, follow_symlinks=False)
+    except FileNotFoundError:  # removed from the live tree meanwhile
+        return False
+    except (OSError, NotImplementedError) as error:  # EPERM, EXDEV, EMLINK, EOPNOTSUPP
+        logger.debug("no hard links here (%s); creating every link", error)
+        return None
+    try:
+        if os.readlink(name, dir_fd=new) == target:
+            return True
+    except OSError:  # EINVAL: not a symlink
+        pass
+    os.unlink(name, dir_fd=new)
+    return False
 
 
 def _links(cluster_dir: Path, prefix: str) -> Iterator[tuple[str, str]]:
@@ -412,11 +524,16 @@ def _remove(path: Path) -> None:
 def _fsync_dir(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(descriptor)
-    except OSError as error:  # some file systems refuse fsync on a directory
-        logger.debug("fsync %s: %s", path, error)
+        _fsync_fd(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _fsync_fd(descriptor: int) -> None:
+    try:
+        os.fsync(descriptor)
+    except OSError as error:  # some file systems refuse fsync on a directory
+        logger.debug("fsync of a directory: %s", error)
 
 
 def write_overview(

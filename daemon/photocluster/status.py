@@ -57,10 +57,17 @@ def collect(state_dir: Path) -> dict[str, Any]:
 
 
 def publish(state_dir: Path, fields: dict[str, Any]) -> None:
-    """The daemon's side: replace the live-status file atomically."""
+    """The daemon's side: replace the live-status file atomically; private (0o600) like every
+    other state file."""
     target = state_dir / DAEMON_STATUS
     temporary = target.with_name(f".tmp-{os.getpid()}-{DAEMON_STATUS}")
-    temporary.write_text(json.dumps({**fields, "updated": time.time()}), encoding="utf-8")
+    data = json.dumps({**fields, "updated": time.time()}).encode()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a leftover of a crash may have another mode
+        os.write(fd, data)
+    finally:
+        os.close(fd)
     os.replace(temporary, target)
 
 
@@ -89,13 +96,23 @@ def render(report: dict[str, Any]) -> str:
             f"daemon: pid {daemon['pid']} ({daemon['role']}), "
             f"{daemon.get('state', 'running')}, backlog {backlog}"
         )
+        if daemon.get("error"):
+            lines.append(f"  problem: {_printable(str(daemon['error']))} (retrying)")
     lines += _render_recluster(report["last_recluster"])
     lines.append(f"clusters: {len(report['clusters'])}")
     lines += [f"  {name}: {size}" for name, size in report["clusters"].items()]
     if report["failures"]:
         lines.append("failures:")
-        lines += [f"  {f['path']}: {f['reason']}" for f in report["failures"]]
+        lines += [f"  {_printable(f['path'])}: {f['reason']}" for f in report["failures"]]
     return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """One printable line for a path: a name may hold newlines, control characters and bytes
+    that are not UTF-8 (surrogate escapes), which would break or forge lines, or the print."""
+    if text.isprintable():
+        return text
+    return ascii(text)[1:-1]
 
 
 def _render_recluster(last: dict[str, Any] | None) -> list[str]:

@@ -114,6 +114,7 @@ class ChangeFeed:
         self._refused: tuple[int, int] | None = None  # an empty root we logged as suspect
         self._present = False
         self._entered = False
+        self._polling = False  # the running observer polls: its deletions come from listings
 
     def __enter__(self) -> ChangeFeed:
         self._entered = True
@@ -162,7 +163,10 @@ class ChangeFeed:
 
     def _check_root(self) -> list[Change]:
         identity = _identity(self._root)
-        if self._present and identity == self._identity and self._observer_alive():
+        healthy = self._present and identity == self._identity and self._observer_alive()
+        # A network or FUSE mount can briefly list as empty; by polling, that reads as every
+        # photo deleted. Pause instead, as for a bare mount point; the rescan on return decides.
+        if healthy and not (self._polling and not _has_entries(self._root)):
             return []
         if self._present:
             self._pause(identity)
@@ -188,6 +192,8 @@ class ChangeFeed:
             reason = "is missing or unmounted"
         elif identity != self._identity:
             reason = "was replaced"
+        elif self._observer_alive():
+            reason = "lists as empty"
         else:
             reason = "stopped being watched"
         logger.warning(
@@ -207,6 +213,8 @@ class ChangeFeed:
             self._observer = self._start_observer(watch_path)
         except (FileNotFoundError, NotADirectoryError):
             return False
+        self._polling = isinstance(self._observer, PollingObserver)
+        self._settler.verify_deletes = self._polling
         self._identity, self._present = identity, True
         return True
 
@@ -287,6 +295,9 @@ class _Settler:
         self._files: dict[str, _PendingFile] = {}
         self._rescans: dict[str, _PendingRescan] = {}
         self._ready: list[Change] = []
+        # Polling derives deletions from listings, which a flaky mount can get wrong: a
+        # deletion is believed only once the file is really gone.
+        self.verify_deletes = False
 
     def pending_count(self) -> int:
         return len(self._files) + len(self._rescans) + len(self._ready)
@@ -311,7 +322,26 @@ class _Settler:
         """Everything ready at `now`: moves and deletes in event order, then settled photos and
         quiet rescans."""
         changes, self._ready = self._ready, []
+        if self.verify_deletes:
+            changes = [change for change in changes if not self._still_there(change, now)]
         return changes + self._settled_files(now) + self._quiet_rescans(now)
+
+    def _still_there(self, change: Change, now: float) -> bool:
+        """For a deletion whose file can still be seen: True, and a regular file is looked at
+        again as a possible change. A file that cannot be looked at is not deleted either."""
+        if change.kind != "delete":
+            return False
+        try:
+            info = os.lstat(self._prefix + change.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as error:
+            logger.debug("not deleting %r: cannot look at it (%s)", change.path, error)
+            return True
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        self._files[change.path] = _PendingFile(now)
+        return True
 
     def _add_directory(self, event_type: str, path: str, now: float) -> None:
         # A folder moved inside the tree needs nothing itself: inotify and polling both report

@@ -104,6 +104,7 @@ def _fetch_keras(cache_dir: Path) -> WeightsFile:
     import keras
     from keras.src.applications import vgg16
 
+    (cache_dir / "keras").mkdir(mode=0o700, exist_ok=True)
     try:
         path = keras.utils.get_file(
             KERAS_NOTOP_FILE,
@@ -199,7 +200,7 @@ def load_checkpoint(data: bytes) -> list[np.ndarray]:
         for index in range(_CONV_LAYERS):
             layer = layers[f"Conv_{index}"]
             arrays += [np.asarray(layer["kernel"]), np.asarray(layer["bias"])]
-    except (pickle.UnpicklingError, KeyError, TypeError, EOFError) as error:
+    except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError) as error:
         raise WeightsError(f"unexpected weights pickle: {error}") from error
     if any(array.dtype.kind != "f" for array in arrays):
         raise WeightsError("weights pickle holds non-float arrays")

@@ -18,12 +18,17 @@ from typing import Any
 
 from photocluster import ingest, library, photos, recluster, status
 from photocluster.config import Config
+from photocluster.errors import StateError
 from photocluster.library import EmbedderFactory, Library
 from photocluster.progress import Progress
 from photocluster.sdnotify import Notifier
 from photocluster.watcher import Change, ChangeFeed
 
 logger = logging.getLogger(__name__)
+
+RETRY_SECONDS = 60.0  # after a failed write (a full disk, a read-only state dir): retry this often
+# What the environment, not a bug, makes a write fail with; the worker records and retries it.
+_RECOVERABLE = (StateError, OSError)
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,10 @@ class Worker(threading.Thread):
         self.error: BaseException | None = None
         self.heartbeat = time.monotonic()
         self._make_embedder, self._on_growth = make_embedder, on_growth
-        self._state, self._backlog = "starting", 0
+        self._backlog = 0
+        self._published: tuple[str, str | None] = ("starting", None)
+        self._error: str | None = None  # the last failed write, until a retry succeeds
+        self._retry_at: float | None = None
 
     def run(self) -> None:
         try:
@@ -100,12 +108,12 @@ class Worker(threading.Thread):
 
     def _startup(self, lib: Library) -> ingest.Work:
         """Reconcile against the tree: what is new, changed and gone since the last run."""
-        recluster.repair_tree(lib.store, lib.tree, lib.thumbnail)
+        work = ingest.Work([], [], 0)
         try:
-            work = ingest.reconcile(self.config.paths.photos, lib.store, lib.fingerprint)
-        except FileNotFoundError:
-            logger.warning("photo folder %s is missing; paused", self.config.paths.photos)
-            work = ingest.Work([], [], 0)
+            recluster.repair_tree(lib.store, lib.tree, lib.thumbnail)
+            work = self._reconcile(lib)
+        except _RECOVERABLE as error:
+            self._failed(error)
         logger.info(
             "ready: %d photos known, %d to read, %d gone, %d unchanged",
             len(lib.store.photos()),
@@ -115,23 +123,56 @@ class Worker(threading.Thread):
         )
         return work
 
+    def _reconcile(self, lib: Library) -> ingest.Work:
+        try:
+            return library.reconcile(lib)
+        except FileNotFoundError as error:  # missing, or an empty mount point: never "all gone"
+            logger.warning("photo folder %s: %s; paused", self.config.paths.photos, error.strerror)
+            return ingest.Work([], [], 0)
+
     def _ingest_backlog(self, lib: Library, work: ingest.Work) -> None:
         self._backlog = len(work.to_read)
         self._publish("ingesting")
-        library.apply_work(lib, work, self._progress(len(work.to_read)), self.stop.is_set)
+        try:
+            library.apply_work(lib, work, self._progress(len(work.to_read)), self.stop.is_set)
+            self._after_ingest(lib)
+        except _RECOVERABLE as error:
+            self._failed(error)
         self._backlog = 0
-        self._after_ingest(lib)
 
     def _step(self, lib: Library, feed: ChangeFeed) -> None:
         self.heartbeat = time.monotonic()
-        self._drain_inbox(lib)
-        changes = feed.get_batch(timeout=0.5)
-        if not feed.root_present:
-            self._publish("paused: photo folder missing")
+        try:
+            self._drain_inbox(lib)
+            changes = feed.get_batch(timeout=0.5)
+            if not feed.root_present:
+                self._publish("paused: photo folder missing")
+                return
+            if changes:
+                self._apply_changes(lib, changes)
+            self._retry_if_due(lib)
+        except _RECOVERABLE as error:  # the changes in hand are lost: the retry rescans
+            self._failed(error)
+        self._publish("error" if self._error else "idle")
+
+    def _failed(self, error: BaseException) -> None:
+        """A write failed: the catalog kept its last good state; say so and retry later."""
+        self._error = str(error) or type(error).__name__
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+        self._backlog = 0
+        logger.error("could not update the library: %s; retrying in %g s", error, RETRY_SECONDS)
+        self._publish("error")
+
+    def _retry_if_due(self, lib: Library) -> None:
+        """Redo what may have been lost: the tree from the catalog, the catalog from disk."""
+        if self._retry_at is None or time.monotonic() < self._retry_at:
             return
-        if changes:
-            self._apply_changes(lib, changes)
-        self._publish("idle")
+        self._retry_at = None
+        recluster.repair_tree(lib.store, lib.tree, lib.thumbnail)
+        self._rescan(lib, "")
+        self._after_ingest(lib)
+        logger.info("recovered from the earlier failure")
+        self._error = None
 
     def _apply_changes(self, lib: Library, changes: list[Change]) -> None:
         """Apply in the watcher's order (a delete then a move onto that name must not swap);
@@ -167,8 +208,8 @@ class Worker(threading.Thread):
     def _rescan(self, lib: Library, subtree: str) -> None:
         try:
             library.sync(lib, subtree, show_bar=False, stop=self.stop.is_set)
-        except FileNotFoundError:
-            logger.warning("rescan of %r skipped: the photo folder is missing", subtree)
+        except FileNotFoundError as error:
+            logger.warning("rescan of %r skipped: %s", subtree, error.strerror)
         lib.store.save_index()
 
     def _after_ingest(self, lib: Library) -> None:
@@ -185,11 +226,13 @@ class Worker(threading.Thread):
 
     def _handle(self, lib: Library, request: Request) -> None:
         if isinstance(request, SnapshotRequest):
-            dirty = lib.store.meta(library.DIRTY) != "0"
-            wanted = request.forced or dirty
-            request.reply.set_result(
-                recluster.snapshot(lib.store, lib.fingerprint) if wanted else None
-            )
+            try:
+                wanted = request.forced or lib.store.meta(library.DIRTY) != "0"
+                snapshot = recluster.snapshot(lib.store, lib.fingerprint) if wanted else None
+            except BaseException as error:  # the recluster thread waits for an answer
+                request.reply.set_exception(error)
+                raise
+            request.reply.set_result(snapshot)
         elif isinstance(request, ApplyResult):
             self._publish("applying recluster")
             library.apply_recluster(lib, request.result)
@@ -205,10 +248,12 @@ class Worker(threading.Thread):
         )
 
     def _publish(self, state: str) -> None:
-        if state == self._state and state != "ingesting":
+        if (state, self._error) == self._published and state != "ingesting":
             return
-        self._state = state
+        self._published = (state, self._error)
         fields: dict[str, Any] = {"state": state, "backlog": self._backlog}
+        if self._error is not None:
+            fields["error"] = self._error
         try:
             status.publish(self.config.paths.state, fields)
         except OSError as error:

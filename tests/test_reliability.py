@@ -1,0 +1,577 @@
+"""The daemon keeps working and loses nothing: kill -9 at any moment, inotify overflow under
+load, a full disk, and a photo folder that vanishes or briefly lists as empty.
+
+Each test runs the real daemon (tests/daemon_harness.py) with the fake embedder; the harness's
+test hooks widen the dangerous windows (a tree swap, an index save) and simulate what cannot be
+had for real in a test (a full disk, a flaky network mount). The crash trial and the load run
+are plain functions so that bench/reliability.py runs many more of them.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from watchdog.events import FileDeletedEvent
+
+from photocluster import cli, ingest, library, organizer, photos, watcher
+from photocluster.config import load_config
+from photocluster.errors import StateError
+from photocluster.store import NewVector, Store
+from tests.conftest import COLOURS, FakeEmbedder, write_config, write_photo
+from tests.daemon_support import (
+    DaemonProcess,
+    all_linked,
+    assert_consistent,
+    catalog_paths,
+    linked,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+FAST = "[watch]\nsettle_seconds = 0.3\nrescan_every_minutes = 0\n"
+RECLUSTERED = "photocluster.recluster: recluster: "
+PALETTE = list(COLOURS.values()) + [(230, 220, 30), (200, 200, 200)]
+
+
+@pytest.fixture(autouse=True)
+def keep_root_log_level() -> Iterator[None]:
+    """cli.main sets the root logger's level: leave it as it was for the tests after these."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
+
+
+# ---------------------------------------------------------------------------- shared helpers
+
+
+def make_library(base: Path, per_colour: int = 6, extra: str = FAST) -> Path:
+    """base/photos/<colour>/<colour>_<i>.jpg and base/config.toml; returns the config path."""
+    for name, colour in COLOURS.items():
+        for index in range(per_colour):
+            write_photo(base / "photos" / name / f"{name}_{index}.jpg", colour, seed=index)
+    return write_config(base, extra)
+
+
+def photos_on_disk(base: Path) -> set[str]:
+    return {rel for rel, _ in photos.walk(base / "photos")}
+
+
+def assert_tree_safe(base: Path) -> None:
+    """No temp names in the live tree or beside it; every link is relative, resolves to a
+    regular file inside the photo root, and is not itself inside the photo root."""
+    root = os.path.realpath(base / "photos")
+    live = organizer.ClusterTree(base / "clusters", base / "photos").live()
+    assert live is not None, "no live cluster tree"
+    generations = live.parent
+    assert not [e for e in os.listdir(generations) if e.startswith(organizer.TEMP_PREFIX)]
+    assert not [e for e in os.listdir(base) if organizer.TEMP_PREFIX in e]
+    for cluster in os.scandir(live):
+        if cluster.name.startswith("_"):
+            continue
+        for link in os.scandir(cluster.path):
+            assert not link.name.startswith(organizer.TEMP_PREFIX), f"temp name {link.path}"
+            target = os.readlink(link.path)
+            assert not os.path.isabs(target), f"absolute link {link.path}"
+            resolved = os.path.realpath(link.path)
+            assert resolved.startswith(root + "/"), f"{link.path} leaves the photo root"
+            assert os.path.isfile(resolved) and not os.path.islink(resolved)
+
+
+def wait_settled(base: Path, timeout: float = 60) -> None:
+    """Every photo on disk is linked exactly once (the tree is derived from the catalog)."""
+    wait_until(lambda: all_linked(base), timeout, "every photo on disk to be linked once")
+
+
+@dataclass
+class Burst:
+    """Random changes to the photo folder: copies, renames, moves, deletes, new folders."""
+
+    base: Path
+    rng: random.Random
+    tag: str  # in every name this burst makes: bursts on one library never collide
+    made: int = 0
+    log: list[str] = field(default_factory=list)
+
+    def existing(self) -> list[Path]:
+        return [self.base / "photos" / rel for rel in sorted(photos_on_disk(self.base))]
+
+    def step(self) -> None:
+        kind = self.rng.choice(
+            ["copy", "copy", "copy", "rename", "move", "delete", "duplicate", "modify", "folder"]
+            + ["away"] * (self.rng.random() < 0.2)
+        )
+        files = self.existing()
+        if kind in ("rename", "move", "delete", "duplicate", "modify") and len(files) < 10:
+            kind = "copy"
+        getattr(self, f"_{kind}")(files)
+        self.log.append(kind)
+
+    def _new(self, folder: Path) -> Path:
+        self.made += 1
+        colour = self.rng.choice(PALETTE)
+        name, seed = f"n{self.tag}-{self.made:03d}.jpg", zlib.crc32(self.tag.encode()) + self.made
+        return write_photo(folder / name, colour, size=40, seed=seed)
+
+    def _copy(self, files: list[Path]) -> None:
+        folder = self.rng.choice(["red", "green", "blue", "new"])
+        self._new(self.base / "photos" / folder)
+
+    def _rename(self, files: list[Path]) -> None:
+        source = self.rng.choice(files)
+        self.made += 1
+        source.rename(source.with_name(f"r{self.tag}-{self.made:03d}.jpg"))
+
+    def _move(self, files: list[Path]) -> None:
+        source = self.rng.choice(files)
+        target = self.base / "photos" / self.rng.choice(["red", "green", "blue", "moved"])
+        target.mkdir(exist_ok=True)
+        self.made += 1
+        source.rename(target / f"m{self.tag}-{self.made:03d}.jpg")
+
+    def _delete(self, files: list[Path]) -> None:
+        self.rng.choice(files).unlink()
+
+    def _duplicate(self, files: list[Path]) -> None:
+        source = self.rng.choice(files)
+        self.made += 1
+        shutil.copyfile(source, source.with_name(f"d{self.tag}-{self.made:03d}.jpg"))
+
+    def _modify(self, files: list[Path]) -> None:
+        target = self.rng.choice(files)
+        write_photo(target, self.rng.choice(PALETTE), size=40, seed=10_000 + self.made)
+        self.made += 1
+
+    def _folder(self, files: list[Path]) -> None:
+        """A folder of photos moved in at once: the watcher asks for a rescan of it, which
+        ends with an index save."""
+        self.made += 1
+        staging = self.base / f"staging-{self.tag}-{self.made}"
+        for _ in range(4):
+            self._new(staging)
+        staging.rename(self.base / "photos" / f"folder{self.tag}-{self.made:03d}")
+
+    def _away(self, files: list[Path]) -> None:
+        """A folder moved out of the photo root, sometimes replaced by a symlink to where it
+        went: its photos are gone, and nothing behind the symlink may be read or linked."""
+        folders = sorted({file.parent for file in files} - {self.base / "photos"})
+        if not folders:
+            return
+        folder = self.rng.choice(folders)
+        self.made += 1
+        outside = self.base / f"outside-{self.tag}-{self.made}"
+        folder.rename(outside)
+        if self.rng.random() < 0.5:
+            folder.symlink_to(outside, target_is_directory=True)
+
+
+HOOK_LINES = {
+    "swap": ["test hook: tree built", "test hook: swapping", "test hook: swapped"],
+    "save": ["test hook: saving index.faiss", "test hook: saving index.stamp"],
+}
+
+
+def crash_trial(base: Path, seed: int, window: str) -> str:
+    """One trial on an already populated, stopped library at `base`: start the daemon, change
+    the folder while killing it with SIGKILL at a random moment (window "random") or inside a
+    tree swap or an index save ("swap", "save"), change more while it is down, restart, let it
+    settle, stop it and check everything. Returns what was hit ("" when the window was
+    missed); raises AssertionError on any loss, duplicate or dangling link."""
+    rng = random.Random(seed)
+    env = {} if window == "random" else {
+        "PHOTOCLUSTER_TEST_SLOW_SWAP": "0.4",
+        "PHOTOCLUSTER_TEST_SLOW_SAVE": "0.4",
+    }
+    daemon = DaemonProcess(base / "config.toml", env)
+    try:
+        hit = _burst_and_kill(daemon, Burst(base, rng, f"t{seed}"), rng, window)
+    finally:
+        daemon.kill()  # already killed unless something failed: never leave one running
+    after = Burst(base, rng, f"t{seed}down")
+    for _ in range(rng.randrange(0, 6)):  # the folder keeps changing while the daemon is down
+        after.step()
+    restarted = DaemonProcess(base / "config.toml")
+    try:
+        wait_settled(base, timeout=90)
+        code = restarted.stop(timeout=30)
+    finally:
+        restarted.kill()
+    assert code == 0, restarted.log[-3000:]
+    assert_tree_safe(base)
+    assert_consistent(base)
+    return hit
+
+
+def _burst_and_kill(daemon: DaemonProcess, burst: Burst, rng: random.Random, window: str) -> str:
+    daemon.wait_for_log("photocluster.watcher: watching", timeout=60)
+    lines = [rng.choice(HOOK_LINES[window])] if window in HOOK_LINES else []
+    seen = {line: daemon.log.count(line) for line in lines}
+    killer = _Killer(daemon, lines, seen, rng.uniform(0.0, 3.0) if window == "random" else 20.0)
+    killer.start()
+    while not killer.done.is_set():
+        burst.step()
+        time.sleep(rng.uniform(0.0, 0.06))
+        if burst.made > 400:  # never hit: stop feeding, the killer's deadline ends it
+            killer.done.wait()
+    killer.join()
+    return killer.hit
+
+
+class _Killer(threading.Thread):
+    """SIGKILLs the daemon when one of `lines` appears once more in its log, or at `deadline`
+    seconds from now."""
+
+    def __init__(
+        self, daemon: DaemonProcess, lines: list[str], seen: dict[str, int], deadline: float
+    ) -> None:
+        super().__init__(name="killer")
+        self.target, self.lines, self.seen = daemon, lines, seen
+        self.deadline = time.monotonic() + deadline
+        self.done = threading.Event()
+        self.hit = "" if lines else f"random {deadline:.2f} s"
+
+    def run(self) -> None:
+        try:
+            while time.monotonic() < self.deadline and not self.hit:
+                log = self.target.log
+                self.hit = next((x for x in self.lines if log.count(x) > self.seen[x]), "")
+                time.sleep(0.02)
+            self.target.kill()
+        finally:
+            self.done.set()
+
+
+@pytest.fixture
+def library_base(tmp_path: Path) -> Iterator[Path]:
+    make_library(tmp_path)
+    yield tmp_path
+
+
+def populate(base: Path) -> None:
+    """What the daemon's first run leaves, made in-process (`scan`): faster than a daemon."""
+    config = load_config(base / "config.toml")
+    with library.open_library(config, "scan", lambda _: FakeEmbedder()) as lib:
+        library.scan(lib, show_bar=False)
+
+
+# ---------------------------------------------------------------------------- crash trials
+
+
+@pytest.mark.parametrize(("window", "seed"), [("random", 11), ("swap", 12), ("save", 13)])
+def test_kill_9_during_a_burst_then_restart_loses_duplicates_and_dangles_nothing(
+    library_base: Path, window: str, seed: int
+) -> None:
+    populate(library_base)
+    hit = crash_trial(library_base, seed, window)
+    assert hit, f"the {window} window was never reached"
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def drop_and_overflow(base: Path, count: int, staging: Path) -> float:
+    """With the daemon's inotify reader stalled, overflow the kernel queue, then drop `count`
+    JPEGs (their events are lost), then let the reader go. Returns when the drop began."""
+    flag = base / "stall-inotify"
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    flood_a, flood_b = base / "photos" / "flood-a.txt", base / "photos" / "flood-b.txt"
+    flood_a.touch()
+    flood_b.touch()
+    for index in range(limit + 100):  # alternate: the kernel merges identical neighbours
+        os.utime(flood_a if index & 1 else flood_b, ns=(index, index))
+    started = time.monotonic()
+    shutil.copytree(staging, base / "photos" / "dropped")
+    flag.unlink()
+    return started
+
+
+def make_small_jpegs(folder: Path, count: int) -> None:
+    for index in range(count):
+        colour = PALETTE[index % len(PALETTE)]
+        write_photo(folder / f"{index // 500:02d}" / f"p{index:05d}.jpg", colour, size=16,
+                    seed=index)
+
+
+def load_run(base: Path, count: int, timeout: float) -> tuple[int, float, str]:
+    """`count` small JPEGs dropped at once into the running daemon with a forced inotify
+    overflow. Returns (photos indexed, seconds from the drop until all were linked, log)."""
+    make_library(base, per_colour=2)
+    staging = base / "staging"
+    make_small_jpegs(staging, count)
+    flag = base / "stall-inotify"
+    daemon = DaemonProcess(base / "config.toml", {"PHOTOCLUSTER_TEST_STALL_INOTIFY": str(flag)})
+    try:
+        daemon.wait_for_log(RECLUSTERED, timeout=60)
+        wait_settled(base)
+        flag.touch()
+        (base / "photos" / "wake.txt").touch()  # the reader reads this, then stalls
+        daemon.wait_for_log("test hook: inotify reader stalled")
+        started = drop_and_overflow(base, count, staging)
+        with_dropped = len(photos_on_disk(base))
+        wait_until(lambda: all_linked(base), timeout, f"{count} dropped photos to be linked")
+        seconds = time.monotonic() - started
+        indexed = sum(1 for path in catalog_paths(base / "state") if path.startswith("dropped/"))
+        assert len(catalog_paths(base / "state")) == with_dropped
+    finally:
+        assert daemon.stop(timeout=60) == 0
+    return indexed, seconds, daemon.log
+
+
+@pytest.mark.slow
+def test_2000_photos_dropped_during_an_inotify_overflow_are_all_indexed(tmp_path: Path) -> None:
+    indexed, _, log = load_run(tmp_path, 2000, timeout=150)
+    assert "Inotify queue overflowed" in log and "inotify queue overflowed; will rescan" in log
+    assert indexed == 2000
+    assert_consistent(tmp_path)
+
+
+# ---------------------------------------------------------------------------- full disk
+
+
+def _status(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert cli.main(["-c", str(config), "status", "--json"]) == 0
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return report
+
+
+def _daemon_field(config: Path, capsys: pytest.CaptureFixture[str], key: str) -> object:
+    daemon = _status(config, capsys)["daemon"]
+    return daemon.get(key) if isinstance(daemon, dict) else None
+
+
+def test_a_full_disk_keeps_the_daemon_running_shows_the_error_and_recovers(
+    library_base: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    populate(library_base)
+    config, flag = library_base / "config.toml", library_base / "disk-full"
+    index = library_base / "state" / "index.faiss"
+    env = {"PHOTOCLUSTER_TEST_DISK_FULL": str(flag), "PHOTOCLUSTER_TEST_RETRY_SECONDS": "1"}
+    daemon = DaemonProcess(config, env)
+    try:
+        daemon.wait_for_log("ready:", timeout=60)
+        index_before = index.read_bytes()
+        flag.touch()
+        for number in range(30):  # enough to need new catalog pages
+            write_photo(library_base / "photos" / "late" / f"late_{number}.jpg", COLOURS["red"],
+                        size=40, seed=500 + number)
+        daemon.wait_for_log("database or disk is full")
+        wait_until(lambda: _daemon_field(config, capsys, "state") == "error", 20, "error state")
+        assert "disk is full" in str(_daemon_field(config, capsys, "error"))
+        daemon.wait_for_log("retrying in 1 s", count=3)  # retries fail while the disk is full
+        assert daemon.process.poll() is None
+        assert index.read_bytes() == index_before
+        capsys.readouterr()
+        assert cli.main(["-c", str(config), "status"]) == 0
+        assert "problem: cannot write the catalog: database or disk is full" in (
+            capsys.readouterr().out
+        )
+        flag.unlink()
+        wait_settled(library_base)
+        wait_until(lambda: _daemon_field(config, capsys, "error") is None, 20, "the error to clear")
+        index_before = index.read_bytes()  # the recovery's rescan saved it
+        write_photo(library_base / "photos" / "red" / "last.jpg", COLOURS["red"], seed=600)
+        wait_settled(library_base)
+        flag.touch()  # and full again while stopping: the changed index cannot be saved
+    finally:
+        assert daemon.stop() == 0
+    assert "it will be rebuilt from the catalog at the next start" in daemon.log
+    assert index.read_bytes() == index_before
+    assert not list((library_base / "state").glob(".index.*"))
+    flag.unlink()
+    assert_consistent(library_base)
+
+
+def _vector(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=512).astype(np.float32)  # (512,) float32
+    return vector / np.linalg.norm(vector)
+
+
+def test_an_index_save_on_a_full_disk_keeps_the_saved_files_and_the_next_open_rebuilds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "photocluster.store")
+    with Store(tmp_path) as store:
+        store.put_vectors([NewVector("a.jpg", 1, 1, "a", _vector(1))], "f")
+    saved = {name: (tmp_path / name).read_bytes() for name in ("index.faiss", "index.stamp")}
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    store = Store(tmp_path)
+    store.put_vectors([NewVector("b.jpg", 1, 1, "b", _vector(2))], "f")
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StateError, match="No space left"):
+        store.save_index()
+    store.close()  # logs instead of raising: the index is a cache
+    monkeypatch.undo()
+    assert "it will be rebuilt from the catalog" in caplog.text
+    assert {name: (tmp_path / name).read_bytes() for name in saved} == saved
+    assert not list(tmp_path.glob(".index.*"))
+    with Store(tmp_path) as store:
+        ids, _ = store.vectors("f")
+        assert len(ids) == 2 and store.photo("b.jpg") is not None
+    assert "rebuilt the vector index" in caplog.text
+
+
+def test_a_catalog_write_refused_by_sqlite_is_a_state_error_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    with Store(tmp_path) as store:
+        store.put_vectors([NewVector("a.jpg", 1, 1, "a", _vector(1))], "f")
+        store._conn.execute("PRAGMA query_only = 1")  # SQLITE_READONLY, as a read-only mount
+        with pytest.raises(StateError, match="cannot write the catalog"):
+            store.put_vectors([NewVector("b.jpg", 1, 1, "b", _vector(2))], "f")
+        with pytest.raises(StateError):
+            store.remove(["a.jpg"])
+        store._conn.execute("PRAGMA query_only = 0")
+        assert [r.path for r in store.photos()] == ["a.jpg"]
+        assert len(store.vectors("f")[0]) == 1
+
+
+# ---------------------------------------------------------------------------- unmounts
+
+
+POLLING = (
+    '[watch]\nmode = "polling"\nsettle_seconds = 0.3\npoll_interval_seconds = 0.2\n'
+    "rescan_every_minutes = 0\n"
+)
+
+
+def catalog_ids(state: Path) -> dict[bytes, int]:
+    """path -> row id of every catalog row: a photo deleted and added again gets a new id."""
+    conn = sqlite3.connect(f"file:{state / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        return dict(conn.execute("SELECT path, id FROM photos").fetchall())
+    finally:
+        conn.close()
+
+
+def test_a_polled_deletion_of_a_file_that_is_still_there_becomes_a_fresh_look(
+    tmp_path: Path,
+) -> None:
+    settler = watcher._Settler(str(tmp_path), photos.is_candidate, 1.0)
+    settler.verify_deletes = True  # as in polling mode
+    write_photo(tmp_path / "still.jpg", COLOURS["red"])
+    for name in ("still.jpg", "gone.jpg"):  # a listing that missed both
+        settler.add(FileDeletedEvent(str(tmp_path / name)), 0.0)
+    assert settler.take(0.0) == [watcher.Change("delete", "gone.jpg")]
+    assert settler.take(1.5) == [watcher.Change("upsert", "still.jpg")]
+
+
+def test_an_unmounted_vanished_or_briefly_empty_polled_root_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    make_library(tmp_path, extra=POLLING)
+    populate(tmp_path)
+    root, away, flag = tmp_path / "photos", tmp_path / "away", tmp_path / "empty-listing"
+    tree, rows = linked(tmp_path / "clusters", root), catalog_ids(tmp_path / "state")
+
+    def unchanged() -> None:
+        assert catalog_ids(tmp_path / "state") == rows
+        assert linked(tmp_path / "clusters", root) == tree
+
+    root.rename(away)
+    root.mkdir()  # started before the mount: the mount point is an empty folder
+    daemon = DaemonProcess(tmp_path / "config.toml", {"PHOTOCLUSTER_TEST_EMPTY_LISTING": str(flag)})
+    try:
+        daemon.wait_for_log("is empty (not mounted?); paused")
+        time.sleep(1.0)
+        unchanged()
+        root.rmdir()
+        away.rename(root)  # mounted
+        daemon.wait_for_log("being watched again")
+        wait_settled(tmp_path)
+        unchanged()
+        root.rename(away)  # unmounted for a while, with an empty mount point for a moment
+        daemon.wait_for_log("is missing or unmounted")
+        time.sleep(0.6)
+        root.mkdir()
+        time.sleep(0.6)
+        root.rmdir()
+        away.rename(root)
+        daemon.wait_for_log("being watched again", count=2)
+        wait_settled(tmp_path)
+        unchanged()
+        flag.touch()  # a flaky network mount: the root lists as empty for a few polls
+        daemon.wait_for_log("lists as empty")
+        time.sleep(0.6)
+        flag.unlink()
+        daemon.wait_for_log("being watched again", count=3)
+        wait_settled(tmp_path)
+        unchanged()
+    finally:
+        assert daemon.stop() == 0
+    assert_consistent(tmp_path)
+
+
+# ---------------------------------------------------------------------------- crash leftovers
+
+
+def test_a_stored_but_unplaced_photo_is_placed_by_the_next_reconciliation(
+    library_base: Path,
+) -> None:
+    populate(library_base)
+    config = load_config(library_base / "config.toml")
+    write_photo(library_base / "photos" / "red" / "late.jpg", COLOURS["red"], seed=70)
+    with library.open_library(config, "run", lambda _: FakeEmbedder()) as lib:
+        # what ingest had stored when a kill -9 stopped it before placing the photo
+        ingest.ingest(["red/late.jpg"], config.paths.photos, lib.store, lib.embedder, lib.limits)
+    with library.open_library(config, "run", lambda _: FakeEmbedder()) as lib:
+        library.sync(lib, show_bar=False)
+    tree = linked(library_base / "clusters", library_base / "photos")
+    assert tree["red/late.jpg"] == tree["red/red_0.jpg"]
+    assert_consistent(library_base)
+
+
+def test_a_rename_found_by_reconciliation_moves_the_link_and_leaves_no_dangling_one(
+    library_base: Path,
+) -> None:
+    populate(library_base)
+    root = library_base / "photos"
+    (root / "red" / "red_0.jpg").rename(root / "red" / "renamed_while_stopped.jpg")
+    config = load_config(library_base / "config.toml")
+    with library.open_library(config, "run", lambda _: FakeEmbedder()) as lib:
+        report = library.sync(lib, show_bar=False)  # the daemon's startup and rescans
+    assert report.moved == 1
+    tree = linked(library_base / "clusters", root)
+    assert "red/red_0.jpg" not in tree
+    assert tree["red/renamed_while_stopped.jpg"] == tree["red/red_1.jpg"]
+    assert_tree_safe(library_base)
+    assert_consistent(library_base)
+
+
+def test_a_leftover_temp_link_goes_at_start_and_sigterm_during_a_swap_exits_cleanly(
+    library_base: Path,
+) -> None:
+    populate(library_base)
+    live = organizer.ClusterTree(library_base / "clusters", library_base / "photos").live()
+    assert live is not None
+    cluster = next(p for p in live.iterdir() if not p.name.startswith("_"))
+    leftover = cluster / f"{organizer.TEMP_PREFIX}0123456789abcdef"
+    os.symlink(os.readlink(next(cluster.iterdir())), leftover)  # killed between link and rename
+    daemon = DaemonProcess(library_base / "config.toml", {"PHOTOCLUSTER_TEST_SLOW_SWAP": "0.5"})
+    daemon.wait_for_log("ready:")
+    assert not os.path.lexists(leftover)
+    daemon.signal(signal.SIGUSR1)
+    daemon.wait_for_log("test hook: swapping")
+    assert daemon.stop(timeout=30) == 0
+    assert_tree_safe(library_base)
+    assert_consistent(library_base)
