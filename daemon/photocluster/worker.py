@@ -116,7 +116,7 @@ class Worker(threading.Thread):
             self._failed(error)
         logger.info(
             "ready: %d photos known, %d to read, %d gone, %d unchanged",
-            len(lib.store.photos()),
+            lib.store.count(),
             len(work.to_read),
             len(work.missing),
             work.unchanged,
