@@ -6,6 +6,7 @@ import hashlib
 import logging
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -133,3 +134,71 @@ def real_weights() -> object:
 
 
 MakeEmbedder = Callable[..., object]
+
+
+@dataclass(frozen=True)
+class Scanned:
+    root: Path
+    config: Path
+    labels: dict[str, str]  # photo relative path -> category
+
+
+@pytest.fixture(scope="session")
+def scanned_set_a(tmp_path_factory: pytest.TempPathFactory, real_weights: object) -> Scanned:
+    """setA copied to a temp photo folder and sorted by `photocluster scan` with the real
+    weights, once per session: the quality and stability tests share this one embedding."""
+    from photocluster import cli
+    from photocluster.embedder import WeightsFile
+
+    assert isinstance(real_weights, WeightsFile)
+    base = tmp_path_factory.mktemp("setA")
+    labels = copy_dataset("setA", base / "photos")
+    shutil.copytree(real_weights.path.parent, base / "state" / "weights")  # the weights cache
+    config = write_config(base)
+    # the shipped k range: the elbow's knee moves with the range swept (BENCHMARKS.md)
+    config.write_text(config.read_text().replace("k_max = 6", "k_max = 24"))
+    assert cli.main(["-c", str(config), "scan"]) == 0
+    return Scanned(base, config, labels)
+
+
+def pixels_key(image: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).hexdigest()
+
+
+class ReplayEmbedder:
+    """The real model's vectors, looked up by the decoded pixels: real clusters without
+    running TensorFlow again. A photo the scan never saw raises KeyError."""
+
+    input_size = 224
+    dim = 512
+    batch_size = 16
+
+    def __init__(self, fingerprint: str, vectors: dict[str, np.ndarray]) -> None:
+        self.fingerprint = fingerprint
+        self.vectors = vectors  # pixels_key of the decoded photo -> (512,) float32
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        return np.stack([self.vectors[pixels_key(image)] for image in images])
+
+
+@pytest.fixture(scope="session")
+def set_a_replay(scanned_set_a: Scanned) -> ReplayEmbedder:
+    """A ReplayEmbedder holding every setA vector the session's real scan stored."""
+    from photocluster import photos
+    from photocluster.config import load_config
+    from photocluster.store import Store
+
+    max_pixels = int(load_config(scanned_set_a.config).photos.max_megapixels * 1_000_000)
+    store = Store.open_readonly(scanned_set_a.root / "state")
+    try:
+        paths = {r.id: r.path for r in store.photos()}
+        fingerprint = next(r.fingerprint for r in store.photos() if r.fingerprint)
+        assert fingerprint is not None
+        ids, vectors = store.vectors(fingerprint)
+    finally:
+        store.close()
+    table = {}
+    for photo_id, vector in zip(ids, vectors, strict=True):
+        data = (scanned_set_a.root / "photos" / paths[int(photo_id)]).read_bytes()
+        table[pixels_key(photos.decode_rgb(data, ReplayEmbedder.input_size, max_pixels))] = vector
+    return ReplayEmbedder(fingerprint, table)

@@ -46,6 +46,32 @@ def fake_sweep(inertias: list[float], k_min: int = 2) -> Any:
     return sweep
 
 
+def loose_cluster_and_tight_pair(seed: int) -> tuple[Vectors, Labels]:
+    """300 vectors spread widely around one centre, and two tight groups of 60 close together.
+
+    The loose cluster has by far the largest squared error, yet splitting it gains less than
+    separating the pair."""
+    rng = np.random.default_rng(seed)
+    dims = 32
+    centres = rng.standard_normal((3, dims))
+    centres[1] /= np.linalg.norm(centres[1])
+    centres[2] = centres[1] + 0.5 * rng.standard_normal(dims) / np.sqrt(dims)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)  # (3, dims)
+    sizes, noise = [300, 60, 60], [0.9, 0.1, 0.1]
+    points = np.vstack([
+        centres[i] + rng.standard_normal((sizes[i], dims)) * noise[i] / np.sqrt(dims)
+        for i in range(3)
+    ])
+    points /= np.linalg.norm(points, axis=1, keepdims=True)  # (420, dims)
+    return points.astype(np.float32), np.repeat([0, 1, 2], sizes).astype(np.int64)
+
+
+def structureless(count: int, dims: int, seed: int) -> Vectors:
+    """Unit vectors drawn uniformly: k-means has many near-equal optima on these."""
+    points = np.random.default_rng(seed).standard_normal((count, dims))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
 INVERSE_K = [1.0 / k for k in range(2, 25)]  # kneed puts the knee at 7; scores flat around it
 
 
@@ -220,6 +246,15 @@ def test_choose_k_on_structureless_vectors_stays_in_range() -> None:
     assert 2 <= curve.chosen_k <= 12
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_sweep_separates_a_tight_pair_before_splitting_a_loose_cluster(seed: int) -> None:
+    vectors, truth = loose_cluster_and_tight_pair(seed)
+
+    *_, three = clustering._grow(vectors, 3, seed=0)
+
+    assert adjusted_rand_score(truth, three.labels_) == 1.0
+
+
 @pytest.mark.parametrize(("k_min", "k_max"), [(0, 5), (5, 4)])
 def test_choose_k_rejects_a_bad_range(k_min: int, k_max: int) -> None:
     vectors, _ = make_blobs(20, 2, 8)
@@ -268,6 +303,54 @@ def test_fit_on_more_vectors_than_its_sample_runs_lloyd_on_all(
     assert labels.shape == (1000,)
     assert adjusted_rand_score(truth, labels) == 1.0
     assert np.array_equal(nearest(vectors, centroids), labels)
+
+
+def member_means(vectors: Vectors, labels: Labels, k: int) -> Vectors:
+    return np.stack([vectors[labels == j].mean(axis=0) for j in range(k)]).astype(np.float32)
+
+
+def test_fit_from_the_previous_clusters_keeps_structureless_photos_in_place() -> None:
+    vectors = structureless(400, 16, seed=1)
+    older = np.arange(400) % 10 != 0  # 10% arrive later
+    before, _ = fit(vectors[older], 6, seed=0)
+    start = member_means(vectors[older], before, 6)
+
+    warm, _ = fit(vectors, 6, seed=0, start=start)
+    fresh, _ = fit(vectors, 6, seed=0)
+
+    assert adjusted_rand_score(before, warm[older]) >= 0.9
+    assert adjusted_rand_score(before, fresh[older]) < 0.8  # why the start matters
+
+
+def test_fit_replaces_previous_clusters_that_are_clearly_worse() -> None:
+    vectors, truth = make_blobs(400, 4, 64)
+    # a local optimum Lloyd cannot leave: blob 0 cut in two, blobs 2 and 3 lumped together
+    stuck = np.where(truth == 3, 2, truth)
+    stuck[(truth == 0) & (np.arange(400) % 8 == 0)] = 3
+    start = member_means(vectors, stuck, 4)
+    assert adjusted_rand_score(truth, clustering._lloyd(vectors, start, 0).labels_) < 0.9
+
+    labels, _ = fit(vectors, 4, seed=0, start=start)
+
+    assert adjusted_rand_score(truth, labels) == 1.0
+
+
+def test_fit_from_a_start_on_more_vectors_than_its_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clustering, "FIT_SAMPLE", 100)
+    vectors, truth = make_blobs(1000, 5, 64)
+    start = member_means(vectors, truth, 5)
+
+    labels, centroids = fit(vectors, 5, seed=0, start=start)
+
+    assert np.array_equal(labels, truth)
+    assert np.array_equal(nearest(vectors, centroids), labels)
+
+
+def test_fit_rejects_a_start_of_the_wrong_shape() -> None:
+    vectors, _ = make_blobs(40, 2, 8)
+
+    with pytest.raises(ValueError, match="start"):
+        fit(vectors, 2, seed=0, start=np.zeros((3, 8), dtype=np.float32))
 
 
 @pytest.mark.parametrize("k", [0, 11])
@@ -398,6 +481,33 @@ def test_match_names_below_min_overlap_gives_a_new_name() -> None:
     assert "cluster-001" not in names.values()
     assert sorted(names) == [0, 1, 2, 3]
     assert len(set(names.values())) == 4
+
+
+def test_match_names_when_k_grows_and_shrinks_keeps_matched_names_and_never_reuses_one() -> None:
+    previous = clusters(**{"cluster-001": range(0, 20), "cluster-002": range(20, 30),
+                           "cluster-003": range(30, 36)})
+    # K 3 -> 4: cluster-001 splits 14 / 6, the others stay
+    grown = {photo: (0 if photo < 14 else 1) for photo in range(20)}
+    grown.update({photo: 2 for photo in range(20, 30)} | {photo: 3 for photo in range(30, 36)})
+    used = {"cluster-001", "cluster-002", "cluster-003"}
+
+    after_split = match_names(previous, grown, used, 0.3)
+
+    assert after_split == {0: "cluster-001", 1: "cluster-004", 2: "cluster-002", 3: "cluster-003"}
+    # K 4 -> 3: cluster-002 (10) and cluster-003 (6) merge; the smaller name retires
+    named = {photo: after_split[label] for photo, label in grown.items()}
+    merged = {photo: (7 if name in ("cluster-002", "cluster-003") else 8 if name == "cluster-001"
+                      else 9) for photo, name in named.items()}
+    used |= {"cluster-004"}
+
+    after_merge = match_names(named, merged, used, 0.3)
+
+    assert after_merge == {7: "cluster-002", 8: "cluster-001", 9: "cluster-004"}
+    # K 3 -> 4 again: the piece that splits off gets a fresh name, not the retired cluster-003
+    again = {photo: (10 if photo >= 30 else merged[photo]) for photo in merged}
+
+    named_after_merge = {photo: after_merge[label] for photo, label in merged.items()}
+    assert match_names(named_after_merge, again, used, 0.3)[10] == "cluster-005"
 
 
 def test_match_names_of_no_labels_is_empty() -> None:

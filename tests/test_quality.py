@@ -1,12 +1,12 @@
-"""Cluster quality with the real ImageNet VGG16 weights on the labelled photo set A."""
+"""Cluster quality with the real ImageNet VGG16 weights on the labelled photo set A.
+
+`scanned_set_a` (tests/conftest.py) scans the set once per session; test_stability.py reuses it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,28 +17,9 @@ from photocluster import cli, photos
 from photocluster.embedder import Vgg16Embedder, WeightsFile
 from photocluster.organizer import ClusterTree
 from photocluster.store import Store
-from tests.conftest import DATASETS, copy_dataset, write_config
+from tests.conftest import DATASETS, Scanned
 
 pytestmark = [pytest.mark.weights, pytest.mark.datasets, pytest.mark.slow]
-
-
-@dataclass(frozen=True)
-class Scanned:
-    root: Path
-    config: Path
-    labels: dict[str, str]  # photo relative path -> category
-
-
-@pytest.fixture(scope="module")
-def scanned_set_a(tmp_path_factory: pytest.TempPathFactory, real_weights: WeightsFile) -> Scanned:
-    """setA copied to a temp photo folder and sorted by `photocluster scan`, once per module."""
-    base = tmp_path_factory.mktemp("setA")
-    labels = copy_dataset("setA", base / "photos")
-    shutil.copytree(real_weights.path.parent, base / "state" / "weights")  # the weights cache
-    config = write_config(base)
-    config.write_text(config.read_text().replace("k_max = 6", "k_max = 16"))
-    assert cli.main(["-c", str(config), "scan"]) == 0
-    return Scanned(base, config, labels)
 
 
 def _linked(scanned: Scanned) -> dict[str, str]:

@@ -62,7 +62,8 @@ def compute(snap: Snapshot, settings: ClusteringConfig) -> Result:
         settings.seed,
         snap.previous_k,
     )
-    labels, centroids = clustering.fit(snap.vectors, curve.chosen_k, settings.seed)
+    start = previous_centres(snap, curve.chosen_k)
+    labels, centroids = clustering.fit(snap.vectors, curve.chosen_k, settings.seed, start)
     by_id = {int(i): int(label) for i, label in zip(snap.ids, labels, strict=True)}
     names = clustering.match_names(snap.previous, by_id, snap.used_names, settings.min_overlap)
     assignment = {i: names[label] for i, label in by_id.items()}
@@ -85,6 +86,21 @@ def compute(snap: Snapshot, settings: ClusteringConfig) -> Result:
         time.monotonic() - started,
     )
     return Result(assignment, {names[i]: centroids[i] for i in range(len(centroids))}, info)
+
+
+def previous_centres(snap: Snapshot, k: int) -> np.ndarray | None:
+    """(k, 512) float32 mean vector of each previous cluster, when there are exactly `k` of
+    them among the snapshot's photos (photos placed live since count); else None. K-means
+    starting from them keeps folders in place when the library only grew a little."""
+    names = [snap.previous.get(int(photo), "") for photo in snap.ids]  # "": no cluster yet
+    known = sorted(set(names) - {""})
+    if len(known) != k:
+        return None
+    column = {name: index for index, name in enumerate(known)}
+    rows = np.array([column.get(name, -1) for name in names])  # (n,) int
+    # one masked pass per cluster: np.add.at over 1M rows takes minutes, this a second
+    means = [snap.vectors[rows == index].mean(axis=0, dtype=np.float64) for index in range(k)]
+    return np.stack(means).astype(np.float32)  # (k, 512)
 
 
 def apply(
@@ -144,6 +160,7 @@ def rebuild_tree(
 
 def repair_tree(store: Store, tree: ClusterTree, thumbnail: Thumbnail | None) -> bool:
     """Rebuild the tree when it disagrees with the catalog (after a crash). True if rebuilt."""
+    tree.remove_leftovers()
     if tree.live() is not None and _members(tree.read_plan()) == _members(desired_plan(store)):
         return False
     if not store.centroids()[0]:
