@@ -447,10 +447,31 @@ UPRIGHT = {
 }
 
 
+def padded(image: np.ndarray, size: int) -> np.ndarray:
+    """What decode_rgb should give: aspect kept, centred on the ImageNet mean colour."""
+    height, width = image.shape[:2]
+    new_w = min(size, max(1, round(width * size / max(height, width))))
+    new_h = min(size, max(1, round(height * size / max(height, width))))
+    canvas = np.zeros((size, size, 3), np.uint8)
+    canvas[:] = photos.IMAGENET_MEAN_RGB
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    canvas[top : top + new_h, left : left + new_w] = cv2.resize(
+        image, (new_w, new_h), interpolation=cv2.INTER_AREA
+    )
+    return canvas
+
+
 def upright(image: Image.Image, orientation: int, size: int) -> np.ndarray:
     method = UPRIGHT[orientation]
     turned = image if method is None else image.transpose(method)
-    return cv2.resize(np.asarray(turned), (size, size), interpolation=cv2.INTER_AREA)
+    return padded(np.asarray(turned), size)
+
+
+def test_a_wide_photo_keeps_its_aspect_on_a_mean_coloured_square() -> None:
+    image = decode_rgb(encode(solid(RED, (200, 100)), "PNG"), 64, MAX_PIXELS)
+    assert image.shape == (64, 64, 3)
+    assert tuple(image[0, 32]) == photos.IMAGENET_MEAN_RGB  # top band: padding
+    assert tuple(image[32, 32]) == RED  # middle: the photo
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -748,8 +769,7 @@ def test_reduced_decode_matches_full_decode_and_resize(imdecode_flags: list[int]
     reduced = decode_rgb(data, 224, MAX_PIXELS)
     assert imdecode_flags == [cv2.IMREAD_REDUCED_COLOR_4]
     full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))  # (1200, 1600, 3)
-    expected = cv2.resize(full, (224, 224), interpolation=cv2.INTER_AREA)
-    assert mean_diff(reduced, expected) < 2.0
+    assert mean_diff(reduced, padded(full, 224)) < 2.0
 
 
 def set_a_photos(count: int) -> list[Path]:
@@ -764,7 +784,7 @@ def test_reduced_decode_matches_full_decode_on_real_photos_upscaled() -> None:
     for path in set_a_photos(3):
         big = Image.open(path).convert("RGB").resize((2016, 1512), Image.Resampling.BICUBIC)
         data = encode(big, "JPEG", quality=90)
-        full = cv2.resize(np.asarray(big), (224, 224), interpolation=cv2.INTER_AREA)
+        full = padded(np.asarray(big), 224)
         assert mean_diff(decode_rgb(data, 224, MAX_PIXELS), full) < 3.0, path
 
 

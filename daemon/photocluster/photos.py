@@ -79,7 +79,8 @@ _FILE_TYPES = (
     (stat.S_ISBLK, "not a regular file (block device)"),
 )
 
-_THUMBNAIL_PADDING = 0  # black letterbox around a thumbnail that is not square
+_THUMBNAIL_PADDING = (0, 0, 0)  # black letterbox around a thumbnail that is not square
+IMAGENET_MEAN_RGB = (124, 116, 104)  # model input padding: ~0 after either preprocessing
 
 RGBImage = npt.NDArray[np.uint8]
 
@@ -240,12 +241,15 @@ def _changed(before: os.stat_result, after: os.stat_result) -> bool:
 def decode_rgb(data: bytes, size: int, max_pixels: int) -> RGBImage:
     """Decode an encoded image to a (size, size, 3) uint8 RGB array.
 
-    EXIF orientation is applied, then the picture is stretched to size x size (INTER_AREA).
+    EXIF orientation is applied, then the picture is fitted into the square with its aspect
+    kept (INTER_AREA) and padded with the ImageNet mean colour, which either preprocessing
+    maps to about zero. Padding rather than stretching raised setA's ARI from 0.949 to 0.974
+    at no cost and left setC unchanged (BENCHMARKS.md, cluster quality).
     Raises BadPhotoError when the header announces more than `max_pixels` pixels (checked
     before any pixel is decoded), or when the data is not an image, truncated or corrupt.
     """
     image = _decode_oriented(data, size, max_pixels)  # (h, w, 3) uint8
-    return _resize(image, size, size)  # (size, size, 3) uint8
+    return _fit_square(image, size, IMAGENET_MEAN_RGB)  # (size, size, 3) uint8
 
 
 def thumbnail(path: Path, edge: int, max_pixels: int) -> RGBImage | None:
@@ -257,7 +261,7 @@ def thumbnail(path: Path, edge: int, max_pixels: int) -> RGBImage | None:
     except (BadPhotoError, OSError) as error:
         logger.debug("no thumbnail for %s: %s", path, error)
         return None
-    return _fit_square(image, edge)
+    return _fit_square(image, edge, _THUMBNAIL_PADDING)
 
 
 def _encoded_size_bound(max_pixels: int) -> int:
@@ -265,12 +269,13 @@ def _encoded_size_bound(max_pixels: int) -> int:
     return max_pixels * 8 + (1 << 20)
 
 
-def _fit_square(image: RGBImage, edge: int) -> RGBImage:
+def _fit_square(image: RGBImage, edge: int, fill: tuple[int, int, int]) -> RGBImage:
     height, width = image.shape[:2]
     scale = edge / max(height, width)
     new_width = min(edge, max(1, round(width * scale)))
     new_height = min(edge, max(1, round(height * scale)))
-    square = np.full((edge, edge, 3), _THUMBNAIL_PADDING, dtype=np.uint8)  # (edge, edge, 3)
+    square = np.empty((edge, edge, 3), dtype=np.uint8)  # (edge, edge, 3)
+    square[:] = fill
     top, left = (edge - new_height) // 2, (edge - new_width) // 2
     square[top : top + new_height, left : left + new_width] = _resize(image, new_width, new_height)
     return square
