@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -17,6 +18,17 @@ from photocluster.store import Store
 REPO = Path(__file__).resolve().parents[1]
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A test that failed before stopping its daemon must not leave it running."""
+    for process in _STARTED:
+        if process.poll() is None:
+            process.kill()
+
+
 class DaemonProcess:
     """The harness as a subprocess; its stderr goes to a log file the test can read."""
 
@@ -30,6 +42,7 @@ class DaemonProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
+        _STARTED.append(self.process)
 
     @property
     def log(self) -> str:
