@@ -1,0 +1,150 @@
+"""`ingest`: decoding overlaps the model, results match one-at-a-time embedding, stops early."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from photocluster import ingest, photos
+from photocluster.store import Store
+from tests.conftest import FakeEmbedder, write_photo
+
+LIMITS = ingest.Limits(max_bytes=1 << 24, max_pixels=10_000_000)
+WAIT = 10.0  # seconds; only ever reached when the behaviour under test is broken
+
+Decode = Callable[[bytes, int, int], np.ndarray]
+
+
+class SmallBatchEmbedder(FakeEmbedder):
+    batch_size = 4
+
+
+def _photo_folder(root: Path, count: int) -> list[str]:
+    for index in range(count):
+        write_photo(root / f"p{index:02d}.jpg", (40 + 15 * index, 90, 200 - 10 * index), seed=index)
+    return [f"p{index:02d}.jpg" for index in range(count)]
+
+
+def _count_decodes(monkeypatch: pytest.MonkeyPatch, on_call: Callable[[int], None]) -> None:
+    """Wrap photos.decode_rgb: `on_call(n)` runs at the start of the n-th call (1-based)."""
+    real: Decode = photos.decode_rgb
+    lock, calls = threading.Lock(), [0]
+
+    def decode(data: bytes, size: int, max_pixels: int) -> np.ndarray:
+        with lock:
+            calls[0] += 1
+            number = calls[0]
+        on_call(number)
+        return real(data, size, max_pixels)
+
+    monkeypatch.setattr(photos, "decode_rgb", decode)
+
+
+def _stored_vectors(store: Store, fingerprint: str) -> dict[str, np.ndarray]:
+    ids, vectors = store.vectors(fingerprint)
+    paths = {record.id: record.path for record in store.photos()}
+    return {paths[int(i)]: vector for i, vector in zip(ids, vectors, strict=True)}
+
+
+def test_the_next_batch_is_decoded_while_the_model_embeds_the_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _photo_folder(tmp_path / "photos", 8)  # two batches of 4
+    embedding, next_batch_decoding = threading.Event(), threading.Event()
+    seen: dict[str, bool] = {}
+
+    def on_decode(number: int) -> None:
+        if number == 5:  # the first photo of the second batch
+            next_batch_decoding.set()
+            seen["embedding while decoding"] = embedding.wait(WAIT)
+
+    class Embedder(SmallBatchEmbedder):
+        def embed(self, images: np.ndarray) -> np.ndarray:
+            if not embedding.is_set():
+                embedding.set()
+                seen["decoding while embedding"] = next_batch_decoding.wait(WAIT)
+            return super().embed(images)
+
+    _count_decodes(monkeypatch, on_decode)
+    with Store(tmp_path / "state") as store:
+        report = ingest.ingest(paths, tmp_path / "photos", store, Embedder(), LIMITS)
+    assert seen == {"embedding while decoding": True, "decoding while embedding": True}
+    assert report.embedded == 8
+
+
+def test_stored_vectors_equal_embedding_each_photo_alone(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    paths = _photo_folder(root, 11)  # batches of 4, 4 and a short one of 3
+    (root / "same_as_p01.jpg").write_bytes((root / "p01.jpg").read_bytes())
+    (root / "broken.jpg").write_bytes(b"not a photo at all")
+    paths += ["same_as_p01.jpg", "broken.jpg"]
+    embedder = SmallBatchEmbedder()
+    with Store(tmp_path / "state") as store:
+        report = ingest.ingest(paths, root, store, embedder, LIMITS)
+        stored = _stored_vectors(store, embedder.fingerprint)
+    alone = FakeEmbedder()
+    for path in paths[:-1]:
+        image = photos.decode_rgb((root / path).read_bytes(), alone.input_size, LIMITS.max_pixels)
+        np.testing.assert_array_equal(stored[path], alone.embed(image[None])[0])
+    assert set(stored) == set(paths[:-1])
+    # The copy arrives after p01 was stored: its vector is reused, not computed again.
+    assert (report.embedded, report.reused, report.failed) == (11, 1, 1)
+
+
+@pytest.mark.parametrize("scan_above", [1000, 0], ids=["looked-up", "scanned"])
+def test_a_touched_photo_reuses_its_vector_without_being_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan_above: int
+) -> None:
+    root = tmp_path / "photos"
+    paths = _photo_folder(root, 3)
+    embedder = SmallBatchEmbedder()
+    with Store(tmp_path / "state") as store:
+        ingest.ingest(paths, root, store, embedder, LIMITS)
+        before = _stored_vectors(store, embedder.fingerprint)
+        os.utime(root / "p01.jpg", ns=(1, 1))  # e.g. a sync client rewrote the same bytes
+        decoded: list[int] = []
+        _count_decodes(monkeypatch, decoded.append)
+        monkeypatch.setattr(ingest, "_SCAN_ABOVE", scan_above)
+        embedder.embedded = 0
+        report = ingest.ingest(["p01.jpg"], root, store, embedder, LIMITS)
+        after = _stored_vectors(store, embedder.fingerprint)
+        record = store.photo("p01.jpg")
+    assert record is not None and record.mtime_ns == 1
+    assert (decoded, embedder.embedded, report.reused) == ([], 0, 1)
+    np.testing.assert_array_equal(after["p01.jpg"], before["p01.jpg"])
+
+
+def test_a_stop_request_leaves_batches_not_yet_started_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = ingest.PREFETCH_BATCHES + 3
+    paths = _photo_folder(tmp_path / "photos", 4 * batches)
+    decoded: list[int] = []
+    _count_decodes(monkeypatch, decoded.append)
+    with Store(tmp_path / "state") as store:
+        report = ingest.ingest(
+            paths, tmp_path / "photos", store, SmallBatchEmbedder(), LIMITS, stop=lambda: True
+        )
+        assert len(store.photos()) == 4
+    assert report.embedded == 4
+    # The batches decoded ahead may finish; the ones after them are never started.
+    assert len(decoded) <= 4 * (1 + ingest.PREFETCH_BATCHES)
+
+
+def test_one_settled_photo_is_embedded_as_a_batch_of_one(tmp_path: Path) -> None:
+    paths = _photo_folder(tmp_path / "photos", 1)
+    sizes: list[int] = []
+
+    class Embedder(SmallBatchEmbedder):
+        def embed(self, images: np.ndarray) -> np.ndarray:
+            sizes.append(len(images))
+            return super().embed(images)
+
+    with Store(tmp_path / "state") as store:
+        ingest.ingest(paths, tmp_path / "photos", store, Embedder(), LIMITS)
+    assert sizes == [1]
