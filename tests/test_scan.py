@@ -10,9 +10,9 @@ import pytest
 
 from photocluster import library
 from photocluster.config import load_config
-from photocluster.organizer import ClusterTree
 from photocluster.store import Store
 from tests.conftest import COLOURS, FakeEmbedder, tree_snapshot, write_photo
+from tests.daemon_support import linked
 
 
 def _scan(config_file: Path, embedder: FakeEmbedder) -> None:
@@ -23,13 +23,7 @@ def _scan(config_file: Path, embedder: FakeEmbedder) -> None:
 
 def _linked(tmp_path: Path) -> dict[str, str]:
     """photo relative path -> cluster name, read from the browsable tree; fails on a double link."""
-    plan = ClusterTree(tmp_path / "clusters", tmp_path / "photos").read_plan()
-    linked: dict[str, str] = {}
-    for cluster, links in plan.items():
-        for photo in links.values():
-            assert photo not in linked, f"{photo} linked twice"
-            linked[photo] = cluster
-    return linked
+    return linked(tmp_path / "clusters", tmp_path / "photos")
 
 
 def _all_photos(root: Path) -> set[str]:
