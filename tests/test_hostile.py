@@ -13,7 +13,6 @@ import errno
 import gzip
 import io
 import json
-import logging
 import os
 import shutil
 import socket
@@ -48,15 +47,6 @@ UNREADABLE = "no-permission.jpg"  # reading it raises EACCES (we run as root: si
 VANISHING = "vanishes.jpg"  # gone between the event (or the walk) and the read
 
 pillow_heif.register_heif_opener()
-
-
-@pytest.fixture(autouse=True)
-def keep_root_log_level() -> Iterator[None]:
-    """cli.main sets the root logger's level: leave it as it was for the tests after these."""
-    root = logging.getLogger()
-    level = root.level
-    yield
-    root.setLevel(level)
 
 
 @dataclass(frozen=True)

@@ -50,15 +50,6 @@ RECLUSTERED = "photocluster.recluster: recluster: "
 PALETTE = list(COLOURS.values()) + [(230, 220, 30), (200, 200, 200)]
 
 
-@pytest.fixture(autouse=True)
-def keep_root_log_level() -> Iterator[None]:
-    """cli.main sets the root logger's level: leave it as it was for the tests after these."""
-    root = logging.getLogger()
-    level = root.level
-    yield
-    root.setLevel(level)
-
-
 # ---------------------------------------------------------------------------- shared helpers
 
 
