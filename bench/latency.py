@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.common import DATASETS, OUT, REPO, Section, machine, table
 from bench.throughput import WEIGHTS_CACHE, camera_photos
-from photocluster.organizer import ClusterTree
+from photocluster.tree import ClusterTree
 
 COMMAND = ".venv/bin/python -m bench latency"
 SETTLE_SECONDS = 1.0

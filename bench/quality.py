@@ -113,7 +113,7 @@ def decode(data: bytes, inputs: Inputs) -> npt.NDArray[np.uint8]:
     if inputs.fit == "stretch":
         image = photos.decode_rgb(data, size, MAX_PIXELS)
     else:
-        upright = photos._decode_oriented(data, size, MAX_PIXELS)  # (h, w, 3) uint8
+        upright = photos.decode_upright(data, size, MAX_PIXELS)  # (h, w, 3) uint8
         image = crop_square(upright, size) if inputs.fit == "crop" else pad_square(upright, size)
     return np.ascontiguousarray(image[:, ::-1]) if inputs.flip else image
 
@@ -123,7 +123,7 @@ def crop_square(image: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8
     height, width = image.shape[:2]
     scale = size / min(height, width)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    resized = photos._resize(image, new_w, new_h)  # (new_h, new_w, 3)
+    resized = photos.resize(image, new_w, new_h)  # (new_h, new_w, 3)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return np.ascontiguousarray(resized[top : top + size, left : left + size])
 
@@ -137,7 +137,7 @@ def pad_square(image: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]
     square = np.empty((size, size, 3), np.uint8)  # (size, size, 3)
     square[:] = MEAN_RGB
     top, left = (size - new_h) // 2, (size - new_w) // 2
-    square[top : top + new_h, left : left + new_w] = photos._resize(image, new_w, new_h)
+    square[top : top + new_h, left : left + new_w] = photos.resize(image, new_w, new_h)
     return square
 
 

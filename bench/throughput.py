@@ -33,12 +33,13 @@ from photocluster import library, photos, weights
 from photocluster.config import Config, load_config
 from photocluster.embedder import (
     INPUT_SIZE,
+    PAD_RGB,
     Vgg16Embedder,
     WeightsFile,
     build_conv_base,
     configure_threads,
 )
-from photocluster.organizer import ClusterTree
+from photocluster.tree import ClusterTree
 
 COMMAND = ".venv/bin/python -m bench throughput"
 CAMERA = OUT / "camera"
@@ -237,7 +238,7 @@ def decoded(paths: Sequence[Path]) -> np.ndarray:
 
 def _decode(path: Path) -> np.ndarray:
     data = photos.read_photo(path, max_bytes=1 << 30).data
-    return photos.decode_rgb(data, INPUT_SIZE, MAX_PIXELS)  # (224, 224, 3) uint8
+    return photos.decode_rgb(data, INPUT_SIZE, MAX_PIXELS, PAD_RGB)  # (224, 224, 3) uint8
 
 
 def decode_costs(paths: Sequence[Path], repeats: int = 3) -> dict[str, float]:

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from photocluster.embedder import PAD_RGB
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 TEST_CACHE = REPO / ".test-cache"
@@ -23,6 +25,7 @@ class FakeEmbedder:
 
     fingerprint = "fake-embedder-1"
     input_size = 32
+    pad_rgb = PAD_RGB
     dim = 512
     batch_size = 8
 
@@ -170,6 +173,7 @@ class ReplayEmbedder:
     running TensorFlow again. A photo the scan never saw raises KeyError."""
 
     input_size = 224
+    pad_rgb = PAD_RGB
     dim = 512
     batch_size = 16
 
@@ -200,5 +204,7 @@ def set_a_replay(scanned_set_a: Scanned) -> ReplayEmbedder:
     table = {}
     for photo_id, vector in zip(ids, vectors, strict=True):
         data = (scanned_set_a.root / "photos" / paths[int(photo_id)]).read_bytes()
-        table[pixels_key(photos.decode_rgb(data, ReplayEmbedder.input_size, max_pixels))] = vector
+        table[pixels_key(photos.decode_rgb(
+            data, ReplayEmbedder.input_size, max_pixels, ReplayEmbedder.pad_rgb
+        ))] = vector
     return ReplayEmbedder(fingerprint, table)

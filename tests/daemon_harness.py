@@ -29,12 +29,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from photocluster import organizer, recluster, service, store, worker
+from photocluster import fsutil, recluster, service, store, worker
 from photocluster.config import load_config
+from photocluster.tree import generations
 from tests.conftest import FakeEmbedder
 
 logger = logging.getLogger("photocluster.test_hook")
@@ -43,45 +44,53 @@ logger = logging.getLogger("photocluster.test_hook")
 def _slow_down(seconds: float) -> None:
     compute = recluster.compute
 
-    def slow(snapshot: recluster.Snapshot, settings: object) -> recluster.Result:
+    def slow(snapshot: recluster.Snapshot) -> recluster.Result:
         time.sleep(seconds)
-        return compute(snapshot, settings)  # type: ignore[arg-type]
+        return compute(snapshot)
 
     recluster.compute = slow  # type: ignore[assignment]
 
 
 def _slow_swap(seconds: float) -> None:
-    fill, point = organizer.ClusterTree._fill, organizer.ClusterTree._point_root_at
+    fill, point = generations.ClusterTree._fill, generations.ClusterTree._point_root_at
 
-    def slow_fill(tree: organizer.ClusterTree, *args: Any, **kwargs: Any) -> Any:
+    def slow_fill(tree: generations.ClusterTree, *args: Any, **kwargs: Any) -> Any:
         filled = fill(tree, *args, **kwargs)
         logger.info("test hook: tree built, not yet renamed")
         time.sleep(seconds)
         return filled
 
-    def slow_point(tree: organizer.ClusterTree, generation: Path) -> None:
+    def slow_point(tree: generations.ClusterTree, generation: Path) -> None:
         logger.info("test hook: swapping the cluster root")
         time.sleep(seconds)
         point(tree, generation)
         logger.info("test hook: swapped, old generations not yet collected")
         time.sleep(seconds)
 
-    organizer.ClusterTree._fill = slow_fill  # type: ignore[method-assign,assignment]
-    organizer.ClusterTree._point_root_at = slow_point  # type: ignore[method-assign,assignment]
+    generations.ClusterTree._fill = slow_fill  # type: ignore[method-assign,assignment]
+    generations.ClusterTree._point_root_at = slow_point  # type: ignore[method-assign,assignment]
 
 
 def _slow_save(seconds: float) -> None:
-    atomic_write = store._atomic_write
+    atomic_write = fsutil.atomic_write
+    index_files = (store.INDEX, store.STAMP)
 
-    def slow(path: Path, write: Callable[[str], object]) -> None:
+    def slow(path: Path, content: bytes | fsutil.Writer, mode: int = fsutil.PRIVATE_FILE,
+             durable: bool = True) -> None:
+        if path.name not in index_files:
+            return atomic_write(path, content, mode, durable)
+
         def write_then_wait(temp: str) -> None:
-            write(temp)
+            if isinstance(content, bytes):
+                Path(temp).write_bytes(content)
+            else:
+                content(temp)
             logger.info("test hook: saving %s", path.name)
             time.sleep(seconds)
 
-        atomic_write(path, write_then_wait)
+        return atomic_write(path, write_then_wait, mode, durable)
 
-    store._atomic_write = slow
+    fsutil.atomic_write = slow
 
 
 def _stall_inotify(flag: Path) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from photocluster import photos
-from photocluster.organizer import ClusterTree
 from photocluster.store import Store
+from photocluster.tree import ClusterTree
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -101,10 +101,10 @@ def test_recluster_without_a_daemon_runs_itself_and_keeps_names(
 def test_scan_while_another_writer_holds_the_state_exits_1(
     config_file: Path, fake_model: FakeEmbedder, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from photocluster import locking
     from photocluster.config import load_config
-    from photocluster.lock import writer_lock
 
-    with writer_lock(load_config(config_file).paths.state, "run"):
+    with locking.hold(load_config(config_file).paths.state / locking.STATE_LOCK, "run"):
         assert cli.main(["-c", str(config_file), "scan"]) == 1
 
 

@@ -88,7 +88,8 @@ def test_slow_chunked_write_is_embedded_once_complete(
             handle.flush()
             time.sleep(0.2)  # slower than nothing, faster than settle_seconds
     _wait_linked(daemon_base)
-    expected = FakeEmbedder().embed(photos.decode_rgb(data, 32, 10**8)[None])[0]
+    image = photos.decode_rgb(data, 32, 10**8, FakeEmbedder.pad_rgb)
+    expected = FakeEmbedder().embed(image[None])[0]
     store = Store.open_readonly(daemon_base / "state")
     try:
         record = store.photo("blue/slow.jpg")

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from photocluster import library, status, weights
+from photocluster import library, locking, status, weights
 from photocluster.config import load_config
 from photocluster.embedder import WeightsFile
 from photocluster.errors import StateError, WeightsError
-from photocluster.lock import writer_lock
 from photocluster.store import Store
 from tests.conftest import COLOURS, FakeEmbedder, write_photo
 from tests.daemon_support import DaemonProcess, assert_consistent, wait_until
@@ -174,7 +173,7 @@ def test_state_files_are_private_even_under_a_permissive_umask(tmp_path: Path) -
         library.sync(lib, show_bar=False)  # the WAL and its index exist while open
         state = config.paths.state
         files = ["catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm", "writer.lock",
-                 "catalog.lock", status.DAEMON_STATUS]
+                 status.DAEMON_STATUS]
         open_modes = {name: _mode(state / name) for name in files}
     weights_dir = library.weights_dir(config)
     weights_dir.mkdir(mode=0o700)
@@ -204,7 +203,7 @@ def test_an_existing_world_readable_state_directory_is_made_private(tmp_path: Pa
 
 @pytest.mark.usefixtures("permissive_umask")
 def test_the_writer_lock_alone_creates_a_private_state_directory(tmp_path: Path) -> None:
-    with writer_lock(tmp_path / "state", "scan"):
+    with locking.hold(tmp_path / "state" / locking.STATE_LOCK, "scan"):
         pass
     assert _mode(tmp_path / "state") == 0o700
     assert _mode(tmp_path / "state" / "writer.lock") == 0o600

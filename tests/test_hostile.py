@@ -425,7 +425,7 @@ def test_the_running_daemon_takes_in_the_hostile_corpus_without_crashing(
     env = {"PHOTOCLUSTER_TEST_UNREADABLE": UNREADABLE}
     daemon = DaemonProcess(config, env)
     try:
-        daemon.wait_for_log("photocluster.organizer: swapped", timeout=60)
+        daemon.wait_for_log("photocluster.tree.generations: swapped", timeout=60)
         kinds = build_corpus(corpus_base / "photos", corpus_base / "outside", daemon=True)
         try:
             wait_until(lambda: _as_expected(corpus_base, kinds, config, capsys), 60,

@@ -35,12 +35,12 @@ def _count_decodes(monkeypatch: pytest.MonkeyPatch, on_call: Callable[[int], Non
     real: Decode = photos.decode_rgb
     lock, calls = threading.Lock(), [0]
 
-    def decode(data: bytes, size: int, max_pixels: int) -> np.ndarray:
+    def decode(data: bytes, size: int, max_pixels: int, fill: photos.RGB) -> np.ndarray:
         with lock:
             calls[0] += 1
             number = calls[0]
         on_call(number)
-        return real(data, size, max_pixels)
+        return real(data, size, max_pixels, fill)
 
     monkeypatch.setattr(photos, "decode_rgb", decode)
 
@@ -89,7 +89,9 @@ def test_stored_vectors_equal_embedding_each_photo_alone(tmp_path: Path) -> None
         stored = _stored_vectors(store, embedder.fingerprint)
     alone = FakeEmbedder()
     for path in paths[:-1]:
-        image = photos.decode_rgb((root / path).read_bytes(), alone.input_size, LIMITS.max_pixels)
+        image = photos.decode_rgb(
+            (root / path).read_bytes(), alone.input_size, LIMITS.max_pixels, alone.pad_rgb
+        )
         np.testing.assert_array_equal(stored[path], alone.embed(image[None])[0])
     assert set(stored) == set(paths[:-1])
     # The copy arrives after p01 was stored: its vector is reused, not computed again.

@@ -17,13 +17,9 @@ import numpy.typing as npt
 import pytest
 
 from photocluster.errors import StateError
-from photocluster.organizer import (
-    ClusterTree,
-    LinkPlan,
-    describe_changes,
-    plan_tree,
-    write_overview,
-)
+from photocluster.records import ElbowCurve
+from photocluster.tree import ClusterTree, LinkPlan, describe_changes, plan_tree
+from photocluster.tree.overview import write_overview
 
 NON_UTF8 = os.fsdecode(b"caf\xe9 \xff.jpg")  # not decodable: surrogate escapes
 PHOTOS = [
@@ -521,7 +517,8 @@ def test_write_overview_writes_a_contact_sheet_per_cluster_and_the_elbow_plot(
         image = cv2.imread(str(photo_root / photo))
         return None if image is None else np.ascontiguousarray(image[:, :, ::-1])  # BGR -> RGB
 
-    write_overview(generation, plan, thumbnail, ([2, 3, 4, 5], [10.0, 6.0, 5.0, 4.5], 3))
+    curve = ElbowCurve((2, 3, 4, 5), (10.0, 6.0, 5.0, 4.5), 3, True)
+    write_overview(generation, plan, thumbnail, curve)
     overview = generation / "_overview"
     assert sorted(os.listdir(overview)) == ["cluster-001.jpg", "cluster-002.jpg", "elbow.png"]
     sheet = read_image(overview / "cluster-001.jpg")

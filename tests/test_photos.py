@@ -22,12 +22,18 @@ import pytest
 from PIL import Image, ImageFile
 
 from photocluster import photos
+from photocluster.embedder import PAD_RGB
 from photocluster.errors import BadPhotoError
-from photocluster.photos import PhotoFile, decode_rgb, is_candidate, read_photo, thumbnail, walk
+from photocluster.photos import PhotoFile, RGBImage, is_candidate, read_photo, thumbnail, walk
 
 SET_A = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "setA"
 MAX_PIXELS = 100_000_000
 RED = (255, 0, 0)
+
+
+def decode_rgb(data: bytes, size: int, max_pixels: int) -> RGBImage:
+    """photos.decode_rgb with the model's own padding colour, as ingest calls it."""
+    return photos.decode_rgb(data, size, max_pixels, PAD_RGB)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -453,7 +459,7 @@ def padded(image: np.ndarray, size: int) -> np.ndarray:
     new_w = min(size, max(1, round(width * size / max(height, width))))
     new_h = min(size, max(1, round(height * size / max(height, width))))
     canvas = np.zeros((size, size, 3), np.uint8)
-    canvas[:] = photos.IMAGENET_MEAN_RGB
+    canvas[:] = PAD_RGB
     top, left = (size - new_h) // 2, (size - new_w) // 2
     canvas[top : top + new_h, left : left + new_w] = cv2.resize(
         image, (new_w, new_h), interpolation=cv2.INTER_AREA
@@ -470,7 +476,7 @@ def upright(image: Image.Image, orientation: int, size: int) -> np.ndarray:
 def test_a_wide_photo_keeps_its_aspect_on_a_mean_coloured_square() -> None:
     image = decode_rgb(encode(solid(RED, (200, 100)), "PNG"), 64, MAX_PIXELS)
     assert image.shape == (64, 64, 3)
-    assert tuple(image[0, 32]) == photos.IMAGENET_MEAN_RGB  # top band: padding
+    assert tuple(image[0, 32]) == PAD_RGB  # top band: padding
     assert tuple(image[32, 32]) == RED  # middle: the photo
 
 

@@ -14,9 +14,9 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from photocluster import cli, photos
-from photocluster.embedder import Vgg16Embedder, WeightsFile
-from photocluster.organizer import ClusterTree
+from photocluster.embedder import PAD_RGB, Vgg16Embedder, WeightsFile
 from photocluster.store import Store
+from photocluster.tree import ClusterTree
 from tests.conftest import DATASETS, Scanned
 
 pytestmark = [pytest.mark.weights, pytest.mark.datasets, pytest.mark.slow]
@@ -84,7 +84,9 @@ def test_swapped_preprocessing_measurably_lowers_ari(
     wrong = "caffe" if real_weights.preprocessing == "torch" else "torch"
     images = np.stack(
         [
-            photos.decode_rgb((scanned_set_a.root / "photos" / p).read_bytes(), 224, 10**8)
+            photos.decode_rgb(
+                (scanned_set_a.root / "photos" / p).read_bytes(), 224, 10**8, PAD_RGB
+            )
             for p in paths
         ]
     )

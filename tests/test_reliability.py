@@ -29,10 +29,13 @@ import numpy as np
 import pytest
 from watchdog.events import FileDeletedEvent
 
-from photocluster import cli, ingest, library, organizer, photos, watcher
+from photocluster import cli, fsutil, ingest, library, photos
 from photocluster.config import load_config
 from photocluster.errors import StateError
 from photocluster.store import NewVector, Store
+from photocluster.tree import ClusterTree
+from photocluster.watch.change import Change
+from photocluster.watch.settle import Settler
 from tests.conftest import COLOURS, FakeEmbedder, write_config, write_photo
 from tests.daemon_support import (
     DaemonProcess,
@@ -69,16 +72,16 @@ def assert_tree_safe(base: Path) -> None:
     """No temp names in the live tree or beside it; every link is relative, resolves to a
     regular file inside the photo root, and is not itself inside the photo root."""
     root = os.path.realpath(base / "photos")
-    live = organizer.ClusterTree(base / "clusters", base / "photos").live()
+    live = ClusterTree(base / "clusters", base / "photos").live()
     assert live is not None, "no live cluster tree"
     generations = live.parent
-    assert not [e for e in os.listdir(generations) if e.startswith(organizer.TEMP_PREFIX)]
-    assert not [e for e in os.listdir(base) if organizer.TEMP_PREFIX in e]
+    assert not [e for e in os.listdir(generations) if e.startswith(fsutil.TEMP_PREFIX)]
+    assert not [e for e in os.listdir(base) if fsutil.TEMP_PREFIX in e]
     for cluster in os.scandir(live):
         if cluster.name.startswith("_"):
             continue
         for link in os.scandir(cluster.path):
-            assert not link.name.startswith(organizer.TEMP_PREFIX), f"temp name {link.path}"
+            assert not link.name.startswith(fsutil.TEMP_PREFIX), f"temp name {link.path}"
             target = os.readlink(link.path)
             assert not os.path.isabs(target), f"absolute link {link.path}"
             resolved = os.path.realpath(link.path)
@@ -211,7 +214,7 @@ def crash_trial(base: Path, seed: int, window: str) -> str:
 
 
 def _burst_and_kill(daemon: DaemonProcess, burst: Burst, rng: random.Random, window: str) -> str:
-    daemon.wait_for_log("photocluster.watcher: watching", timeout=60)
+    daemon.wait_for_log("photocluster.watch.feed: watching", timeout=60)
     lines = [rng.choice(HOOK_LINES[window])] if window in HOOK_LINES else []
     seen = {line: daemon.log.count(line) for line in lines}
     killer = _Killer(daemon, lines, seen, rng.uniform(0.0, 3.0) if window == "random" else 20.0)
@@ -385,7 +388,7 @@ def test_a_full_disk_keeps_the_daemon_running_shows_the_error_and_recovers(
         assert daemon.stop() == 0
     assert "it will be rebuilt from the catalog at the next start" in daemon.log
     assert index.read_bytes() == index_before
-    assert not list((library_base / "state").glob(".index.*"))
+    assert not list((library_base / "state").glob(f"{fsutil.TEMP_PREFIX}*"))
     flag.unlink()
     assert_consistent(library_base)
 
@@ -415,7 +418,7 @@ def test_an_index_save_on_a_full_disk_keeps_the_saved_files_and_the_next_open_re
     monkeypatch.undo()
     assert "it will be rebuilt from the catalog" in caplog.text
     assert {name: (tmp_path / name).read_bytes() for name in saved} == saved
-    assert not list(tmp_path.glob(".index.*"))
+    assert not list(tmp_path.glob(f"{fsutil.TEMP_PREFIX}*"))
     with Store(tmp_path) as store:
         ids, _ = store.vectors("f")
         assert len(ids) == 2 and store.photo("b.jpg") is not None
@@ -458,13 +461,13 @@ def catalog_ids(state: Path) -> dict[bytes, int]:
 def test_a_polled_deletion_of_a_file_that_is_still_there_becomes_a_fresh_look(
     tmp_path: Path,
 ) -> None:
-    settler = watcher._Settler(str(tmp_path), photos.is_candidate, 1.0)
+    settler = Settler(str(tmp_path), photos.is_candidate, 1.0)
     settler.verify_deletes = True  # as in polling mode
     write_photo(tmp_path / "still.jpg", COLOURS["red"])
     for name in ("still.jpg", "gone.jpg"):  # a listing that missed both
         settler.add(FileDeletedEvent(str(tmp_path / name)), 0.0)
-    assert settler.take(0.0) == [watcher.Change("delete", "gone.jpg")]
-    assert settler.take(1.5) == [watcher.Change("upsert", "still.jpg")]
+    assert settler.take(0.0) == [Change("delete", "gone.jpg")]
+    assert settler.take(1.5) == [Change("upsert", "still.jpg")]
 
 
 def test_an_unmounted_vanished_or_briefly_empty_polled_root_deletes_nothing(
@@ -553,10 +556,10 @@ def test_a_leftover_temp_link_goes_at_start_and_sigterm_during_a_swap_exits_clea
     library_base: Path,
 ) -> None:
     populate(library_base)
-    live = organizer.ClusterTree(library_base / "clusters", library_base / "photos").live()
+    live = ClusterTree(library_base / "clusters", library_base / "photos").live()
     assert live is not None
     cluster = next(p for p in live.iterdir() if not p.name.startswith("_"))
-    leftover = cluster / f"{organizer.TEMP_PREFIX}0123456789abcdef"
+    leftover = cluster / f"{fsutil.TEMP_PREFIX}0123456789abcdef"
     os.symlink(os.readlink(next(cluster.iterdir())), leftover)  # killed between link and rename
     daemon = DaemonProcess(library_base / "config.toml", {"PHOTOCLUSTER_TEST_SLOW_SWAP": "0.5"})
     daemon.wait_for_log("ready:")

@@ -16,17 +16,18 @@ import pytest
 
 from photocluster import cli, library, recluster
 from photocluster.config import ClusteringConfig, load_config
-from photocluster.organizer import ClusterTree
+from photocluster.tree import ClusterTree
 from tests.conftest import ReplayEmbedder, copy_dataset, write_config
 
 real_set_a = [pytest.mark.weights, pytest.mark.datasets, pytest.mark.slow]
 
 
 def snapshot(vectors: np.ndarray, previous: dict[int, str] | None = None,
-             previous_k: int | None = None, used: frozenset[str] = frozenset()
-             ) -> recluster.Snapshot:
+             previous_k: int | None = None, used: frozenset[str] = frozenset(),
+             settings: ClusteringConfig | None = None) -> recluster.Snapshot:
     ids = np.arange(len(vectors), dtype=np.int64)
-    return recluster.Snapshot(ids, vectors, previous or {}, used, previous_k)
+    return recluster.Snapshot(ids, vectors, previous or {}, used, previous_k,
+                              settings or ClusteringConfig())
 
 
 def structureless(count: int, dims: int, seed: int) -> np.ndarray:
@@ -59,13 +60,13 @@ def test_recluster_after_ten_percent_more_photos_keeps_the_folders_of_the_rest()
     settings = ClusteringConfig(k_min=6, k_max=6)
     older = np.flatnonzero(np.arange(400) % 10 != 0)
     first = recluster.compute(
-        recluster.Snapshot(older, vectors[older], {}, frozenset(), None), settings
+        recluster.Snapshot(older, vectors[older], {}, frozenset(), None, settings)
     )
     names = sorted(first.centroids)
     placed = recluster.clustering.nearest(vectors, np.stack([first.centroids[n] for n in names]))
     previous = {i: first.assignment.get(i, names[int(placed[i])]) for i in range(400)}
 
-    second = recluster.compute(snapshot(vectors, previous, 6, frozenset(names)), settings)
+    second = recluster.compute(snapshot(vectors, previous, 6, frozenset(names), settings))
 
     kept = np.mean([second.assignment[int(i)] == first.assignment[int(i)] for i in older])
     assert kept >= 0.95
@@ -75,10 +76,10 @@ def test_recluster_after_ten_percent_more_photos_keeps_the_folders_of_the_rest()
 def test_recluster_of_unchanged_vectors_keeps_every_name_and_changes_nothing() -> None:
     vectors = structureless(300, 16, seed=2)
     settings = ClusteringConfig(k_min=2, k_max=12)
-    first = recluster.compute(snapshot(vectors), settings)
+    first = recluster.compute(snapshot(vectors, settings=settings))
 
     again = recluster.compute(
-        snapshot(vectors, first.assignment, first.info.k, frozenset(first.centroids)), settings
+        snapshot(vectors, first.assignment, first.info.k, frozenset(first.centroids), settings)
     )
 
     assert again.assignment == first.assignment

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from photocluster.errors import LockedError, StateError
-from photocluster.store import NewVector, ReclusterInfo, Store
+from photocluster.records import ElbowCurve, ReclusterInfo
+from photocluster.store import NewVector, Store
 
 DIM = 8
 FP = "vgg16-test"
@@ -72,7 +73,7 @@ def store(state_dir: Path) -> Iterator[Store]:
 
 
 def info(k: int = 2, at: float = 1000.0) -> ReclusterInfo:
-    return ReclusterInfo(at, k, 3, 1, (1, 2, 3), (9.5, 4.25, 3.0), True)
+    return ReclusterInfo(at, 3, 1, ElbowCurve((1, 2, 3), (9.5, 4.25, 3.0), k, True))
 
 
 # ---- reads and writes

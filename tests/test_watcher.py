@@ -27,8 +27,9 @@ from watchdog.events import (
 )
 from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, WatchDescriptor
 
-from photocluster import watcher
-from photocluster.watcher import Change, ChangeFeed
+from photocluster.watch import Change, ChangeFeed, mounts, observers
+from photocluster.watch import feed as feed_module
+from photocluster.watch.settle import Settler
 
 SETTLE = 1.0  # unit tests: the clock is explicit
 REAL_SETTLE = 0.2  # integration tests: real time, kept short
@@ -57,7 +58,7 @@ class Settling:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.settler = watcher._Settler(str(root), is_candidate, SETTLE)
+        self.settler = Settler(str(root), is_candidate, SETTLE)
 
     def write(self, rel: str, data: bytes = b"photo") -> str:
         path = self.root / rel
@@ -225,7 +226,7 @@ def test_a_folder_moved_inside_the_tree_is_left_to_its_files_own_moves(
 
 def test_an_overflow_asks_for_a_rescan_of_everything(settling: Settling) -> None:
     settling.event(DirCreatedEvent, "a", now=0.0)
-    settling.settler.add(watcher._OverflowEvent(str(settling.root)), 0.0)
+    settling.settler.add(observers.OverflowEvent(str(settling.root)), 0.0)
     assert settling.take(1.0) == [Change("rescan", "")]
 
 
@@ -239,7 +240,7 @@ def test_mount_type_takes_the_innermost_mount(path: str, expected: str) -> None:
         "40 27 0:50 / /srv/photos rw shared:1 - nfs4 nas:/photos rw\n"
         "41 27 0:51 / /mnt/my\\040photos rw - fuse.sshfs me@nas:/ rw\n"
     )
-    assert watcher._mount_type(path, mountinfo) == expected
+    assert mounts._mount_type(path, mountinfo) == expected
 
 
 @pytest.mark.parametrize(
@@ -248,7 +249,7 @@ def test_mount_type_takes_the_innermost_mount(path: str, expected: str) -> None:
      ("btrfs", False), ("fuseblk", False)],
 )  # fmt: skip
 def test_network_and_fuse_filesystems_are_polled(fstype: str, remote: bool) -> None:
-    assert watcher._is_remote(fstype) is remote
+    assert mounts.is_remote(fstype) is remote
 
 
 def test_an_unknown_mode_is_refused(tmp_path: Path) -> None:
@@ -366,7 +367,7 @@ def test_inotify_that_cannot_start_falls_back_to_polling(
     def no_watches() -> None:
         raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
-    monkeypatch.setattr(watcher, "_InotifyObserver", no_watches)
+    monkeypatch.setattr(feed_module, "InotifyObserver", no_watches)
     with open_feed(tmp_path, "auto") as feed:
         (tmp_path / "a.jpg").write_bytes(b"photo")
         assert collect(feed, bool) == [Change("upsert", "a.jpg")]

@@ -18,7 +18,7 @@ from pathlib import Path
 from photocluster import library, status, weights
 from photocluster.config import Config, load_config
 from photocluster.errors import ConfigError, PhotoclusterError
-from photocluster.lock import current_holder
+from photocluster.locking import state_holder
 
 logger = logging.getLogger("photocluster")
 
@@ -88,7 +88,7 @@ def _scan(config: Config, args: argparse.Namespace) -> int:
 
 
 def _recluster(config: Config, args: argparse.Namespace) -> int:
-    holder = current_holder(config.paths.state)
+    holder = state_holder(config.paths.state)
     if holder is not None and holder.role == "run" and not args.dry_run:
         os.kill(holder.pid, signal.SIGUSR1)
         print(f"asked the running daemon (pid {holder.pid}) to recluster")

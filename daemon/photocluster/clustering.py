@@ -13,7 +13,6 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,8 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits  # sklearn's dep
+
+from photocluster.records import ElbowCurve
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +50,6 @@ LARGE_MAX_ITER = 30  # from a start converged on the sample, Lloyd needs a handf
 THREADS = 1
 _CHUNK = 65_536  # rows per matrix product in nearest(): bounds the (chunk, k) score buffer
 _NAME = re.compile(r"cluster-([0-9]+)")
-
-
-@dataclass(frozen=True)
-class ElbowCurve:
-    """The measured sweep (`inertias[i]` is k-means inertia on the sample for `ks[i]`)."""
-
-    ks: tuple[int, ...]
-    inertias: tuple[float, ...]
-    chosen_k: int
-    knee_found: bool
 
 
 def choose_k(

@@ -82,10 +82,12 @@ _SECTIONS: dict[str, type[Any]] = {
     "log": LogConfig,
 }
 
+WATCH_MODES = ("auto", "inotify", "polling")  # "auto": polling on network and FUSE mounts
+
 _CHOICES: dict[str, tuple[str, ...]] = {
     "embedding.preprocessing": ("auto", "torch", "caffe"),
     "embedding.precision": ("auto", "float32", "bfloat16"),
-    "watch.mode": ("auto", "inotify", "polling"),
+    "watch.mode": WATCH_MODES,
     "log.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
 

@@ -22,7 +22,7 @@ import numpy as np
 from photocluster import photos
 from photocluster.embedder import Embedder
 from photocluster.errors import BadPhotoError
-from photocluster.store import NewVector, PhotoRecord, Store
+from photocluster.store import NewVector, PhotoRecord, Store, StoredVector
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class IngestReport:
     moved: int = 0
     failed: int = 0
     vanished: int = 0
-    new_ids: list[int] = field(default_factory=list)  # rows that need a cluster
+    stored: list[StoredVector] = field(default_factory=list)  # rows whose vector was stored
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def ingest(
     report = IngestReport()
     moves = _hashes_of(store, missing)
     known = _known_hashes(store, paths, embedder.fingerprint) | set(moves)
-    load = _loader(photo_root, embedder.input_size, limits, known)
+    load = _loader(photo_root, embedder, limits, known)
     with ThreadPoolExecutor(decode_threads(), thread_name_prefix="decode") as pool:
         for batch in _prefetched(pool, load, paths, embedder.batch_size, PREFETCH_BATCHES):
             _store_batch(batch, store, embedder, moves, report)
@@ -148,7 +148,11 @@ def _hashes_of(store: Store, missing: Iterable[str]) -> dict[str, str]:
     return moves
 
 
-def _loader(root: Path, size: int, limits: Limits, known: set[str]) -> Callable[[str], Loaded]:
+def _loader(
+    root: Path, embedder: Embedder, limits: Limits, known: set[str]
+) -> Callable[[str], Loaded]:
+    size, fill = embedder.input_size, embedder.pad_rgb  # the model's input rule
+
     def load(path: str) -> Loaded:
         try:
             file = photos.read_photo(root / path, limits.max_bytes)
@@ -160,7 +164,7 @@ def _loader(root: Path, size: int, limits: Limits, known: set[str]) -> Callable[
         if file.content_hash in known:
             return base
         try:
-            image = photos.decode_rgb(file.data, size, limits.max_pixels)
+            image = photos.decode_rgb(file.data, size, limits.max_pixels, fill)
         except BadPhotoError as error:
             return Loaded(path, file.size, file.mtime_ns, file.content_hash, error=error.reason)
         return Loaded(path, file.size, file.mtime_ns, file.content_hash, image=image)
@@ -231,7 +235,9 @@ def _store_batch(
     report.embedded += len(to_embed)
     if fresh:
         ids = store.put_vectors(fresh, embedder.fingerprint)
-        report.new_ids.extend(ids)
+        report.stored += [
+            StoredVector(i, item.path, item.vector) for i, item in zip(ids, fresh, strict=True)
+        ]
 
 
 def _reused(item: Loaded, store: Store, fingerprint: str) -> NewVector | None:

@@ -1,8 +1,10 @@
-"""The library: catalog, cluster tree and model opened together, and the flows over them.
+"""The library: catalog, cluster tree and model opened together, and the verbs over them.
 
 This is the one place where the stages meet; read top to bottom it is the whole pipeline:
-changed paths -> read/decode -> embed -> store -> assign -> plan links -> apply. `scan` (the
-one-shot command) and the daemon's worker both call these functions.
+changed paths -> read/decode -> embed -> store -> assign -> link. A new photo flows one way:
+`ingest` stores it and hands back the stored rows (id, path, vector), `placement.place` assigns
+those to the nearest centroid and links the paths in hand. `scan` (the one-shot command) and the
+daemon's worker speak only these verbs; neither reaches into the store or the tree.
 """
 
 from __future__ import annotations
@@ -11,30 +13,35 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from photocluster import ingest, photos, recluster, weights
+from photocluster import ingest, locking, photos, placement, recluster, weights
 from photocluster.config import Config
 from photocluster.embedder import Embedder, Vgg16Embedder, configure_threads
 from photocluster.errors import StateError
-from photocluster.lock import writer_lock
-from photocluster.organizer import ClusterTree
 from photocluster.progress import Progress
 from photocluster.store import Store
+from photocluster.tree import ClusterTree
+from photocluster.tree.overview import THUMBNAIL_EDGE
+from photocluster.watch import Change
 
 logger = logging.getLogger(__name__)
 
 EmbedderFactory = Callable[[Config], Embedder]
+ProgressFactory = Callable[[int], Progress]  # total -> a progress for that many photos
+Stop = Callable[[], bool]
 DIRTY = "changed_since_recluster"
 
 
 @dataclass
 class Library:
+    """The open library. `config` is the worker's live configuration (replaced on reload)."""
+
     config: Config
     store: Store
     tree: ClusterTree
@@ -53,7 +60,8 @@ class Library:
         )
 
     def thumbnail(self, path: str) -> np.ndarray | None:
-        return photos.thumbnail(self.config.paths.photos / path, 160, self.limits.max_pixels)
+        root = self.config.paths.photos
+        return photos.thumbnail(root / path, THUMBNAIL_EDGE, self.limits.max_pixels)
 
 
 def vgg16_embedder(config: Config) -> Embedder:
@@ -72,15 +80,16 @@ def weights_dir(config: Config) -> Path:
 def open_library(
     config: Config, role: str, make_embedder: EmbedderFactory = vgg16_embedder
 ) -> Iterator[Library]:
-    """Take the writer lock, open the catalog and tree, load the model; close all on exit.
+    """Lock and open the catalog and the tree, load the model; close all on exit.
 
-    Raises StateError when the state directory lies inside the photo folder (or the reverse)
-    once symlinks are resolved: a sync client would upload the catalog."""
+    Raises LockedError when another process holds the state directory or the cluster tree,
+    StateError when the state directory lies inside the photo folder (or the reverse) once
+    symlinks are resolved: a sync client would upload the catalog."""
     _check_apart(config.paths.state, config.paths.photos)
     with ExitStack() as stack:
-        stack.enter_context(writer_lock(config.paths.state, role))
-        store = stack.enter_context(Store(config.paths.state))
+        store = stack.enter_context(Store(config.paths.state, role=role))
         tree = ClusterTree(config.paths.clusters, config.paths.photos)
+        stack.enter_context(locking.hold(tree.lock_path, role))
         yield Library(config, store, tree, make_embedder(config))
 
 
@@ -93,19 +102,47 @@ def _check_apart(state: Path, photo_root: Path) -> None:
         )
 
 
+# ---- reconciling the tree with the catalog
+
+
+def start(library: Library) -> ingest.Work:
+    """What a starting daemon does before it is ready: mend the tree a crash may have left
+    half done, and find what changed on disk while it was stopped (to be ingested next)."""
+    placement.repair_tree(library.store, library.tree, library.thumbnail)
+    try:
+        return reconcile(library)
+    except FileNotFoundError as error:  # missing, or an empty mount point: never "all gone"
+        logger.warning("photo folder %s: %s; paused", library.config.paths.photos, error.strerror)
+        return ingest.Work([], [], 0)
+
+
 def sync(
-    library: Library,
-    subtree: str = "",
-    show_bar: bool | None = None,
-    stop: Callable[[], bool] | None = None,
+    library: Library, subtree: str = "", show_bar: bool | None = None, stop: Stop | None = None
 ) -> ingest.IngestReport:
-    """Reconcile the tree (or a subtree) with the catalog: ingest new, drop gone, place new.
+    """Reconcile the tree (or a subtree) with the catalog: ingest new, drop gone, place new,
+    and place rows a crash left unplaced.
 
     Raises FileNotFoundError when the photo root is missing: never read as "all deleted".
     """
     work = reconcile(library, subtree)
-    progress = Progress(len(work.to_read), "embedding", bar=show_bar)
-    return apply_work(library, work, progress, stop)
+    report = apply_work(library, work, Progress(len(work.to_read), "embedding", bar=show_bar), stop)
+    placement.place_unclustered(library.store, library.tree, library.fingerprint)
+    return report
+
+
+def rescan(library: Library, subtree: str, stop: Stop | None = None) -> None:
+    """The daemon's periodic or event-driven reconciliation; a missing subtree is skipped."""
+    try:
+        sync(library, subtree, show_bar=False, stop=stop)
+    except FileNotFoundError as error:
+        logger.warning("rescan of %r skipped: %s", subtree, error.strerror)
+    library.store.save_index()
+
+
+def recover(library: Library, stop: Stop | None = None) -> None:
+    """Redo what a failed write may have lost: the tree from the catalog, the catalog from disk."""
+    placement.repair_tree(library.store, library.tree, library.thumbnail)
+    rescan(library, "", stop)
 
 
 def reconcile(library: Library, subtree: str = "") -> ingest.Work:
@@ -117,7 +154,7 @@ def reconcile(library: Library, subtree: str = "") -> ingest.Work:
     """
     root = library.config.paths.photos
     subtree = _real_folder(root, subtree)
-    if not subtree and _is_empty(root) and library.store.photos():
+    if not subtree and _is_empty(root) and library.store.count():
         raise FileNotFoundError(errno.ENOENT, "the photo folder is empty (not mounted?)", root)
     return ingest.reconcile(root, library.store, library.fingerprint, subtree)
 
@@ -140,13 +177,14 @@ def _is_empty(root: Path) -> bool:
         return next(entries, None) is None
 
 
+# ---- applying changes
+
+
 def apply_work(
-    library: Library,
-    work: ingest.Work,
-    progress: Progress,
-    stop: Callable[[], bool] | None = None,
+    library: Library, work: ingest.Work, progress: Progress, stop: Stop | None = None
 ) -> ingest.IngestReport:
-    """Read what `work` lists, drop what is gone (or moved: matched by content hash)."""
+    """Read what `work` lists, drop what is gone (or moved: matched by content hash), and
+    place what was stored."""
     if work.to_read or work.missing:
         library.store.set_meta(DIRTY, "1")
     report = ingest.ingest(
@@ -164,7 +202,7 @@ def apply_work(
     remove(library, gone)
     moved_away = set(work.missing).difference(gone)  # their rows moved to the new paths
     library.tree.remove_links(moved_away)
-    place(library)
+    placement.place(report.stored, library.store, library.tree)
     if report.moved:
         _relink(library, [p for p in work.to_read if library.store.photo(p) is not None])
     logger.info(
@@ -177,6 +215,35 @@ def apply_work(
         work.unchanged,
     )
     return report
+
+
+def apply_changes(
+    library: Library, changes: Sequence[Change], progress: ProgressFactory, stop: Stop
+) -> None:
+    """Apply the watcher's changes in its order (a delete then a move onto that name must not
+    swap); consecutive upserts form one batch for the model."""
+    upserts: list[str] = []
+    for change in changes:
+        if change.kind == "upsert":
+            upserts.append(change.path)
+            continue
+        _ingest(library, upserts, progress, stop)
+        upserts = []
+        if change.kind == "delete":
+            remove(library, [change.path] if library.store.photo(change.path) else [])
+        elif change.kind == "move" and change.dest is not None:
+            if library.store.photo(change.path) is None:  # never seen: just a new photo
+                upserts.append(change.dest)
+            else:
+                move(library, change.path, change.dest)
+        elif change.kind == "rescan":
+            rescan(library, change.path, stop)
+    _ingest(library, upserts, progress, stop)
+
+
+def _ingest(library: Library, paths: list[str], progress: ProgressFactory, stop: Stop) -> None:
+    if paths:
+        apply_work(library, ingest.Work(paths, [], 0), progress(len(paths)), stop)
 
 
 def remove(library: Library, paths: list[str]) -> None:
@@ -205,21 +272,28 @@ def _relink(library: Library, paths: list[str]) -> None:
             library.tree.add_link(record.cluster, path)
 
 
-def place(library: Library) -> None:
-    """Link every photo without a cluster into the nearest cluster's folder (when clusters
-    exist): the newly stored ones, and any stored just before a crash or a failed write, which
-    the next reconciliation no longer sees as new."""
-    assignment = recluster.assign_unclustered(library.store, library.fingerprint)
-    if not assignment:
-        return
-    paths = {r.id: r.path for r in library.store.photos() if r.id in assignment}
-    for photo_id, cluster in assignment.items():
-        library.tree.add_link(cluster, paths[photo_id])
+# ---- reclustering
+
+
+def wants_recluster(library: Library) -> bool:
+    """The library grew enough since the last recluster (or has none) to recluster now."""
+    return recluster.needs_recluster(library.store, library.config.clustering.regrow_ratio)
+
+
+def snapshot_if_dirty(library: Library, forced: bool) -> recluster.Snapshot | None:
+    """A snapshot to recluster, or None when nothing changed since the last one (unforced)."""
+    if not forced and library.store.meta(DIRTY) == "0":
+        return None
+    return recluster.snapshot(library.store, library.fingerprint, library.config.clustering)
 
 
 def apply_recluster(library: Library, result: recluster.Result) -> None:
-    recluster.apply(result, library.store, library.tree, library.fingerprint, library.thumbnail)
-    library.store.set_meta(DIRTY, "0")
+    """Commit the result, place photos that arrived meanwhile, then swap in a new tree."""
+    store, tree = library.store, library.tree
+    recluster.commit(result, store)
+    placement.place_unclustered(store, tree, library.fingerprint)
+    placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow)
+    store.set_meta(DIRTY, "0")
 
 
 def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[str] | None:
@@ -228,17 +302,16 @@ def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[
     Skipped (returns None) when nothing changed since the last recluster, unless `force`.
     With `dry_run`, returns the changes it would make and writes nothing.
     """
-    store = library.store
-    if not force and not dry_run and store.meta(DIRTY) == "0":
+    snap = snapshot_if_dirty(library, force or dry_run)
+    if snap is None:
         logger.info("recluster skipped: nothing changed since the last one")
         return None
-    snap = recluster.snapshot(store, library.fingerprint)
     if len(snap.ids) == 0:
         logger.info("recluster skipped: no photos with vectors yet")
         return None
-    result = recluster.compute(snap, library.config.clustering)
+    result = recluster.compute(snap)
     if dry_run:
-        return recluster.describe(result, store, library.tree)
+        return placement.describe(result.assignment, library.store, library.tree)
     apply_recluster(library, result)
     return []
 
@@ -247,4 +320,4 @@ def scan(library: Library, show_bar: bool | None = None) -> None:
     """The one-shot batch: sync everything, recluster when needed, repair the tree."""
     sync(library, show_bar=show_bar)
     if recluster_now(library, force=False) is None:
-        recluster.repair_tree(library.store, library.tree, library.thumbnail)
+        placement.repair_tree(library.store, library.tree, library.thumbnail)

@@ -19,10 +19,6 @@ class Notifier:
         # A leading "@" names a socket in the abstract namespace.
         self._address = "\0" + address[1:] if address.startswith("@") else address
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def ready(self) -> None:
         self._send("READY=1")
 

@@ -41,7 +41,6 @@ class ReclusterRunner:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._forced = False
-        self.completed = 0
         self._thread = threading.Thread(
             target=self._loop, name="photocluster-recluster", daemon=True
         )
@@ -73,9 +72,8 @@ class ReclusterRunner:
         if snapshot is None or len(snapshot.ids) == 0:
             logger.info("recluster skipped: nothing changed since the last one")
             return
-        result = recluster.compute(snapshot, self._worker.config.clustering)
+        result = recluster.compute(snapshot)
         self._worker.inbox.put(ApplyResult(result))
-        self.completed += 1
 
 
 def _wait(

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from photocluster.lock import current_holder
+from photocluster import fsutil
+from photocluster.locking import state_holder
 from photocluster.store import Store
 
 DAEMON_STATUS = "daemon-status.json"
@@ -48,8 +48,8 @@ def collect(state_dir: Path) -> dict[str, Any]:
             "k": last.k,
             "photos": last.photos,
             "changed": last.changed,
-            "knee_found": last.knee_found,
-            "elbow": dict(zip(last.ks, last.inertias, strict=True)),
+            "knee_found": last.elbow.knee_found,
+            "elbow": dict(zip(last.elbow.ks, last.elbow.inertias, strict=True)),
         },
         failures=[{"path": r.path, "reason": r.error} for r in failed],
     )
@@ -57,22 +57,15 @@ def collect(state_dir: Path) -> dict[str, Any]:
 
 
 def publish(state_dir: Path, fields: dict[str, Any]) -> None:
-    """The daemon's side: replace the live-status file atomically; private (0o600) like every
-    other state file."""
-    target = state_dir / DAEMON_STATUS
-    temporary = target.with_name(f".tmp-{os.getpid()}-{DAEMON_STATUS}")
+    """The daemon's side: replace the live-status file atomically; private like every other
+    state file. Not fsynced: it is rewritten at every change of state and means nothing after
+    a power cut."""
     data = json.dumps({**fields, "updated": time.time()}).encode()
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # a leftover of a crash may have another mode
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(temporary, target)
+    fsutil.atomic_write(state_dir / DAEMON_STATUS, data, durable=False)
 
 
 def _daemon(state_dir: Path) -> dict[str, Any] | None:
-    holder = current_holder(state_dir)
+    holder = state_holder(state_dir)
     if holder is None:
         return None
     live: dict[str, Any] = {"pid": holder.pid, "role": holder.role}

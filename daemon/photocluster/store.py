@@ -15,7 +15,6 @@ put_vectors of 100k in batches of 5000 8.0-12.7 -> 5.3-5.4 s.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -24,22 +23,24 @@ import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
-from photocluster.errors import LockedError, StateError
+from photocluster import fsutil, locking
+from photocluster.errors import StateError
+from photocluster.records import ElbowCurve, ReclusterInfo
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # PRAGMA user_version; each version adds its migration in _open_schema
 PAGE_SIZE = 16_384  # new catalogs: 7 vectors of 512-d a page (a 4 KiB page holds only one)
-CATALOG, INDEX, STAMP, LOCK = "catalog.sqlite", "index.faiss", "index.stamp", "catalog.lock"
+CATALOG, INDEX, STAMP = "catalog.sqlite", "index.faiss", "index.stamp"
 _CHANGES, _CATALOG_ID, _DIM = "store.changes", "store.catalog_id", "store.dim"  # reserved keys
 _PHOTOS = """
 CREATE TABLE photos (id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE, -- os.fsencode(path)
@@ -98,6 +99,15 @@ class PhotoRecord:
 
 
 @dataclass(frozen=True)
+class StoredVector:
+    """A row with its vector, as placement needs it: in hand after ingest, or read by id."""
+
+    id: int
+    path: str
+    vector: Vectors  # (dim,) float32
+
+
+@dataclass(frozen=True)
 class NewVector:
     path: str
     size: int
@@ -106,28 +116,18 @@ class NewVector:
     vector: Vectors  # (dim,) float32
 
 
-@dataclass(frozen=True)
-class ReclusterInfo:
-    at: float
-    k: int
-    photos: int
-    changed: int  # photos whose cluster name changed
-    ks: tuple[int, ...]
-    inertias: tuple[float, ...]
-    knee_found: bool
-
-
 class Store:
     """The catalog and index of one state directory; a context manager, one instance = one writer.
 
-    Use it from one thread at a time. A writer holds `catalog.lock` (flock) and raises LockedError
-    when another process holds it; `open_readonly` takes no lock, has no index and cannot write.
+    Use it from one thread at a time. A writer holds the state directory's lock
+    (`locking.STATE_LOCK`, with `role` as the holder's role) and raises LockedError when another
+    process holds it; `open_readonly` takes no lock, has no index and cannot write.
     """
 
     _index: faiss.IndexIDMap2 | None  # IndexFlatIP(dim) inside, ids = photo ids
-    _lock: IO[bytes] | None
+    _lock: contextlib.ExitStack | None
 
-    def __init__(self, state_dir: Path, dim: int = 512) -> None:
+    def __init__(self, state_dir: Path, dim: int = 512, role: str = "writer") -> None:
         """Open or create the catalog; load the index if its stamp matches, else rebuild it.
 
         Raises LockedError, or StateError for an unusable state dir or catalog (unwritable,
@@ -135,7 +135,7 @@ class Store:
         self._dim, self._index, self._saved, self._index_touched = dim, None, "", False
         self._index_path, self._stamp_path, self._lock = state_dir / INDEX, state_dir / STAMP, None
         try:
-            self._open_writer(state_dir)
+            self._open_writer(state_dir, role)
         except (OSError, sqlite3.Error) as exc:
             self._release()
             raise StateError(f"cannot use the state directory {state_dir}: {exc}") from exc
@@ -143,14 +143,13 @@ class Store:
             self._release()
             raise
 
-    def _open_writer(self, state_dir: Path) -> None:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(state_dir, 0o700)
-        self._lock = _lock(state_dir / LOCK)
+    def _open_writer(self, state_dir: Path, role: str) -> None:
+        fsutil.private_dir(state_dir)
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(locking.hold(state_dir / locking.STATE_LOCK, role))
         self._conn = _connect_writer(state_dir / CATALOG)
         _open_schema(self._conn, self._dim)
-        for leftover in state_dir.glob(".index.*.tmp"):  # a crash during a save left it
-            leftover.unlink(missing_ok=True)
+        fsutil.remove_temp_files(state_dir)  # a crash during a save left them
         self._index = self._load_index()
 
     @classmethod
@@ -229,6 +228,34 @@ class Store:
             "SELECT id FROM photos WHERE fingerprint = ? ORDER BY id", (fingerprint,))), np.int64)
         return ids, self._index.reconstruct_batch(ids)  # (n, dim) float32
 
+    def stored_vectors(self, ids: Sequence[int]) -> list[StoredVector]:
+        """Path and vector of each of those ids that has a vector, in the order given."""
+        paths = self.paths_of(ids)
+        found = [photo_id for photo_id in ids if photo_id in paths]
+        if not found:
+            return []
+        vectors = self._vectors_by_id(np.asarray(found, np.int64))  # (m, dim)
+        return [StoredVector(i, paths[i], v) for i, v in zip(found, vectors, strict=True)]
+
+    def paths_of(self, ids: Iterable[int]) -> dict[int, str]:
+        """id -> path of those ids that are in the catalog (one lookup each: for a batch)."""
+        query = "SELECT path FROM photos WHERE id = ?"
+        rows = ((photo_id, self._conn.execute(query, (int(photo_id),)).fetchone())
+                for photo_id in ids)
+        return {photo_id: row[0].decode(*_FS_CODEC) for photo_id, row in rows if row is not None}
+
+    def clusters_of_all(self) -> dict[int, str]:
+        """photo id -> cluster of every clustered row, without reading the rest of the rows."""
+        return dict(self._conn.execute(
+            "SELECT id, cluster FROM photos WHERE cluster IS NOT NULL").fetchall())
+
+    def without_cluster(self, ids: Sequence[int]) -> set[int]:
+        """Those of `ids` that have a vector and no cluster."""
+        wanted = json.dumps([int(i) for i in ids])
+        return {row[0] for row in self._conn.execute(
+            "SELECT id FROM photos WHERE id IN (SELECT value FROM json_each(?))"
+            " AND fingerprint IS NOT NULL AND cluster IS NULL", (wanted,))}
+
     def unclustered(self, fingerprint: str) -> list[int]:
         """Ids with a vector of that model but no cluster, id order."""
         return [row[0] for row in self._conn.execute(
@@ -252,7 +279,7 @@ class Store:
         if row is None:
             return None
         ks, inertias = tuple(json.loads(row[4])), tuple(json.loads(row[5]))
-        return ReclusterInfo(row[0], row[1], row[2], row[3], ks, inertias, bool(row[6]))
+        return ReclusterInfo(row[0], row[2], row[3], ElbowCurve(ks, inertias, row[1], bool(row[6])))
 
     def photos_since_recluster(self) -> int:
         """Ok photos whose vector the last recluster did not see (added or changed since)."""
@@ -299,7 +326,7 @@ class Store:
         latest = {item.path: item for item in items}  # a path twice in one batch: the last wins
         blobs = {path: self._blob(item.vector) for path, item in latest.items()}
         with self._transaction() as conn:
-            old = self._stored_vectors(latest)  # path -> (id, blob) of rows holding one
+            old = self._vector_rows(latest)  # path -> (id, blob) of rows holding one
             conn.executemany(_UPSERT_VECTOR, [
                 (os.fsencode(path), item.size, item.mtime_ns, item.content_hash, fingerprint,
                  time.time(), old.get(path, (0, b""))[1] == blobs[path])
@@ -313,7 +340,7 @@ class Store:
     def put_failure(self, path: str, size: int, mtime_ns: int, reason: str) -> None:
         """Record a photo that could not be used: keeps or creates its row, drops its vector."""
         with self._transaction() as conn:
-            replaced = [photo_id for photo_id, _ in self._stored_vectors([path]).values()]
+            replaced = [photo_id for photo_id, _ in self._vector_rows([path]).values()]
             conn.execute(_UPSERT_FAILURE, (os.fsencode(path), size, mtime_ns, reason, time.time()))
             conn.executemany("DELETE FROM vectors WHERE id = ?", [(i,) for i in replaced])
             self._drop_from_index(replaced)
@@ -334,7 +361,7 @@ class Store:
             return
         with self._transaction() as conn:
             old_id = self._id(old)
-            displaced = [photo_id for photo_id, _ in self._stored_vectors([new]).values()]
+            displaced = [photo_id for photo_id, _ in self._vector_rows([new]).values()]
             conn.execute("DELETE FROM photos WHERE path = ?", (os.fsencode(new),))
             conn.executemany("DELETE FROM vectors WHERE id = ?", [(i,) for i in displaced])
             conn.execute("UPDATE photos SET path = ? WHERE id = ?", (os.fsencode(new), old_id))
@@ -365,9 +392,9 @@ class Store:
             conn.execute("INSERT INTO reclusters (at, k, photos, changed, ks, inertias,"
                          " knee_found) VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (float(info.at), int(info.k), int(info.photos), int(info.changed),
-                          json.dumps([int(k) for k in info.ks]),
-                          json.dumps([float(inertia) for inertia in info.inertias]),
-                          int(info.knee_found)))
+                          json.dumps([int(k) for k in info.elbow.ks]),
+                          json.dumps([float(inertia) for inertia in info.elbow.inertias]),
+                          int(info.elbow.knee_found)))
 
     def set_meta(self, key: str, value: str) -> None:
         """ValueError for the store's own keys ("store.*")."""
@@ -389,9 +416,9 @@ class Store:
             return
         # A crash between the two writes leaves an old stamp: the next open rebuilds.
         try:
-            _atomic_write(self._index_path, lambda temp: faiss.write_index(index, temp))
+            fsutil.atomic_write(self._index_path, lambda temp: faiss.write_index(index, temp))
             stamp_line = f"{stamp} {_digest(self._index_path)}\n"
-            _atomic_write(self._stamp_path, lambda temp: Path(temp).write_text(stamp_line))
+            fsutil.atomic_write(self._stamp_path, stamp_line.encode())
         except (OSError, RuntimeError) as exc:  # faiss reports a failed write as RuntimeError
             raise StateError(f"cannot save the vector index {self._index_path}: {exc}") from exc
         self._saved = stamp
@@ -439,6 +466,13 @@ class Store:
 
     # ---- helpers
 
+    def _vectors_by_id(self, ids: Ids) -> Vectors:
+        if self._index is not None:
+            return np.asarray(self._index.reconstruct_batch(ids), np.float32)  # (m, dim)
+        rows = [self._conn.execute("SELECT vector FROM vectors WHERE id = ?",
+                                   (int(i),)).fetchone()[0] for i in ids]
+        return _stack(rows, self._dim)
+
     def _read_vectors(self, fingerprint: str | None) -> tuple[Ids, Vectors]:
         """Every stored vector, or those of one model, in id order."""
         if fingerprint is None:
@@ -450,7 +484,7 @@ class Store:
         ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
         return ids, _stack([row[1] for row in rows], self._dim)
 
-    def _stored_vectors(self, paths: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+    def _vector_rows(self, paths: Iterable[str]) -> dict[str, tuple[int, bytes]]:
         """path -> (id, vector blob) of those paths that are in the catalog with a vector."""
         query = "SELECT id, vector FROM photos JOIN vectors USING (id) WHERE path = ?"
         rows = {path: self._conn.execute(query, (os.fsencode(path),)).fetchone()
@@ -497,15 +531,6 @@ def _stack(blobs: list[bytes], dim: int) -> Vectors:
     """Blobs of (dim,) little-endian float32 -> (n, dim) float32, one copy."""
     return np.frombuffer(b"".join(blobs), "<f4").astype(np.float32).reshape(len(blobs), dim)
 
-
-def _lock(path: Path) -> IO[bytes]:
-    lock = open(path, "ab", opener=lambda name, flags: os.open(name, flags, 0o600))  # noqa: SIM115
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise LockedError(f"another photocluster process is writing {path.parent}") from None
-    return lock
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
@@ -574,26 +599,3 @@ def _run_migration(conn: sqlite3.Connection) -> None:
 def _digest(path: Path) -> str:
     with open(path, "rb") as source:
         return hashlib.file_digest(source, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    """`write(temp)` into a private temp file beside `path`; fsync, os.replace, fsync the dir."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.unlink(missing_ok=True)
-    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # writers keep the mode
-    try:
-        write(str(temp))
-        _fsync(temp, os.O_RDONLY)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-
-
-def _fsync(path: Path, flags: int) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,8 +1,9 @@
-"""The daemon's worker thread: the one writer, owner of the model, catalog, index and tree.
+"""The daemon's worker thread: the one writer, owner of the open library (model, catalog, tree).
 
-Everything that changes state happens here, in order: the startup reconciliation and
-backlog, settled changes from the watcher, rescans, and applying recluster results computed
-elsewhere. Other threads talk to it only through `inbox`.
+It keeps the thread, the inbox, the heartbeat and the published status; everything it changes
+it changes through the library's verbs, in order: the startup reconciliation and backlog,
+settled changes from the watcher, rescans, and applying recluster results computed elsewhere.
+Other threads talk to it only through `inbox`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from photocluster.errors import StateError
 from photocluster.library import EmbedderFactory, Library
 from photocluster.progress import Progress
 from photocluster.sdnotify import Notifier
-from photocluster.watcher import Change, ChangeFeed
+from photocluster.watch import ChangeFeed
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,10 @@ Request = SnapshotRequest | ApplyResult | Rescan | Reload
 
 
 class Worker(threading.Thread):
-    """Runs until `stop` is set; `ready` is set once the catalog, index and model are loaded."""
+    """Runs until `stop` is set; `ready` is set once the catalog, index and model are loaded.
+
+    `config` is only what the library is opened with: from then on the library holds the live
+    configuration, replaced by a `Reload` request."""
 
     def __init__(
         self,
@@ -67,7 +71,7 @@ class Worker(threading.Thread):
         on_growth: Callable[[], None],
     ) -> None:
         super().__init__(name="photocluster-worker")
-        self.config, self.notifier, self.stop = config, notifier, stop
+        self._config, self.notifier, self.stop = config, notifier, stop
         self.inbox: queue.Queue[Request] = queue.Queue()
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -80,7 +84,7 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         try:
-            with library.open_library(self.config, "run", self._make_embedder) as lib:
+            with library.open_library(self._config, "run", self._make_embedder) as lib:
                 self._serve(lib)
         except BaseException as error:  # reported by the main thread, which decides the exit
             self.error = error
@@ -89,9 +93,9 @@ class Worker(threading.Thread):
             self.ready.set()  # never leave the main thread waiting
 
     def _serve(self, lib: Library) -> None:
-        watch = self.config.watch
+        watch = lib.config.watch
         feed = ChangeFeed(
-            self.config.paths.photos,
+            lib.config.paths.photos,
             watch.mode,
             watch.settle_seconds,
             watch.poll_interval_seconds,
@@ -104,16 +108,14 @@ class Worker(threading.Thread):
             self._ingest_backlog(lib, work)
             while not self.stop.is_set():
                 self._step(lib, feed)
-        self._publish("stopped")
+        self._publish(lib, "stopped")
 
     def _startup(self, lib: Library) -> ingest.Work:
-        """Reconcile against the tree: what is new, changed and gone since the last run."""
         work = ingest.Work([], [], 0)
         try:
-            recluster.repair_tree(lib.store, lib.tree, lib.thumbnail)
-            work = self._reconcile(lib)
+            work = library.start(lib)
         except _RECOVERABLE as error:
-            self._failed(error)
+            self._failed(lib, error)
         logger.info(
             "ready: %d photos known, %d to read, %d gone, %d unchanged",
             lib.store.count(),
@@ -123,21 +125,13 @@ class Worker(threading.Thread):
         )
         return work
 
-    def _reconcile(self, lib: Library) -> ingest.Work:
-        try:
-            return library.reconcile(lib)
-        except FileNotFoundError as error:  # missing, or an empty mount point: never "all gone"
-            logger.warning("photo folder %s: %s; paused", self.config.paths.photos, error.strerror)
-            return ingest.Work([], [], 0)
-
     def _ingest_backlog(self, lib: Library, work: ingest.Work) -> None:
-        self._backlog = len(work.to_read)
-        self._publish("ingesting")
         try:
-            library.apply_work(lib, work, self._progress(len(work.to_read)), self.stop.is_set)
+            progress = self._progress_for(lib)(len(work.to_read))
+            library.apply_work(lib, work, progress, self.stop.is_set)
             self._after_ingest(lib)
         except _RECOVERABLE as error:
-            self._failed(error)
+            self._failed(lib, error)
         self._backlog = 0
 
     def _step(self, lib: Library, feed: ChangeFeed) -> None:
@@ -146,74 +140,36 @@ class Worker(threading.Thread):
             self._drain_inbox(lib)
             changes = feed.get_batch(timeout=0.5)
             if not feed.root_present:
-                self._publish("paused: photo folder missing")
+                self._publish(lib, "paused: photo folder missing")
                 return
             if changes:
-                self._apply_changes(lib, changes)
+                library.apply_changes(lib, changes, self._progress_for(lib), self.stop.is_set)
+                self._backlog = 0
+                self._after_ingest(lib)
             self._retry_if_due(lib)
         except _RECOVERABLE as error:  # the changes in hand are lost: the retry rescans
-            self._failed(error)
-        self._publish("error" if self._error else "idle")
+            self._failed(lib, error)
+        self._publish(lib, "error" if self._error else "idle")
 
-    def _failed(self, error: BaseException) -> None:
+    def _failed(self, lib: Library, error: BaseException) -> None:
         """A write failed: the catalog kept its last good state; say so and retry later."""
         self._error = str(error) or type(error).__name__
         self._retry_at = time.monotonic() + RETRY_SECONDS
         self._backlog = 0
         logger.error("could not update the library: %s; retrying in %g s", error, RETRY_SECONDS)
-        self._publish("error")
+        self._publish(lib, "error")
 
     def _retry_if_due(self, lib: Library) -> None:
-        """Redo what may have been lost: the tree from the catalog, the catalog from disk."""
         if self._retry_at is None or time.monotonic() < self._retry_at:
             return
         self._retry_at = None
-        recluster.repair_tree(lib.store, lib.tree, lib.thumbnail)
-        self._rescan(lib, "")
+        library.recover(lib, self.stop.is_set)
         self._after_ingest(lib)
         logger.info("recovered from the earlier failure")
         self._error = None
 
-    def _apply_changes(self, lib: Library, changes: list[Change]) -> None:
-        """Apply in the watcher's order (a delete then a move onto that name must not swap);
-        consecutive upserts form one batch for the model."""
-        upserts: list[str] = []
-        for change in changes:
-            if change.kind == "upsert":
-                upserts.append(change.path)
-                continue
-            self._ingest(lib, upserts)
-            upserts = []
-            if change.kind == "delete":
-                library.remove(lib, [change.path] if lib.store.photo(change.path) else [])
-            elif change.kind == "move" and change.dest is not None:
-                if lib.store.photo(change.path) is None:  # never seen: just a new photo
-                    upserts.append(change.dest)
-                else:
-                    library.move(lib, change.path, change.dest)
-            elif change.kind == "rescan":
-                self._rescan(lib, change.path)
-        self._ingest(lib, upserts)
-        self._after_ingest(lib)
-
-    def _ingest(self, lib: Library, paths: list[str]) -> None:
-        if not paths:
-            return
-        self._backlog = len(paths)
-        self._publish("ingesting")
-        work = ingest.Work(paths, [], 0)
-        library.apply_work(lib, work, self._progress(len(paths)), self.stop.is_set)
-        self._backlog = 0
-
-    def _rescan(self, lib: Library, subtree: str) -> None:
-        try:
-            library.sync(lib, subtree, show_bar=False, stop=self.stop.is_set)
-        except FileNotFoundError as error:
-            logger.warning("rescan of %r skipped: %s", subtree, error.strerror)
-        lib.store.save_index()
-
     def _after_ingest(self, lib: Library) -> None:
-        if recluster.needs_recluster(lib.store, self.config.clustering.regrow_ratio):
+        if library.wants_recluster(lib):
             self._on_growth()
 
     def _drain_inbox(self, lib: Library) -> None:
@@ -227,27 +183,32 @@ class Worker(threading.Thread):
     def _handle(self, lib: Library, request: Request) -> None:
         if isinstance(request, SnapshotRequest):
             try:
-                wanted = request.forced or lib.store.meta(library.DIRTY) != "0"
-                snapshot = recluster.snapshot(lib.store, lib.fingerprint) if wanted else None
+                snapshot = library.snapshot_if_dirty(lib, request.forced)
             except BaseException as error:  # the recluster thread waits for an answer
                 request.reply.set_exception(error)
                 raise
             request.reply.set_result(snapshot)
         elif isinstance(request, ApplyResult):
-            self._publish("applying recluster")
+            self._publish(lib, "applying recluster")
             library.apply_recluster(lib, request.result)
         elif isinstance(request, Rescan):
-            self._rescan(lib, request.subtree)
+            library.rescan(lib, request.subtree, self.stop.is_set)
         elif isinstance(request, Reload):
-            self.config = request.config
             lib.config = request.config
 
-    def _progress(self, total: int) -> Progress:
-        return Progress(
-            total, "embedding", on_status=self.notifier.status, interval=10.0, bar=False
-        )
+    def _progress_for(self, lib: Library) -> Callable[[int], Progress]:
+        """A progress factory that also publishes the backlog it is given."""
 
-    def _publish(self, state: str) -> None:
+        def progress(total: int) -> Progress:
+            self._backlog = total
+            self._publish(lib, "ingesting")
+            return Progress(
+                total, "embedding", on_status=self.notifier.status, interval=10.0, bar=False
+            )
+
+        return progress
+
+    def _publish(self, lib: Library, state: str) -> None:
         if (state, self._error) == self._published and state != "ingesting":
             return
         self._published = (state, self._error)
@@ -255,7 +216,7 @@ class Worker(threading.Thread):
         if self._error is not None:
             fields["error"] = self._error
         try:
-            status.publish(self.config.paths.state, fields)
+            status.publish(lib.config.paths.state, fields)
         except OSError as error:
             logger.warning("cannot write the daemon status file: %s", error)
         self.notifier.status(f"{state}; backlog {self._backlog}")

@@ -1,4 +1,4 @@
-"""The cluster tree: plan the symlink tree (pure), build a generation, swap it in; overview images.
+"""Generations of the cluster tree: build one beside the live one, swap it in, keep it current.
 
 For cluster_root ~/Pictures/clusters the layout is:
 
@@ -19,8 +19,6 @@ One writer at a time (the daemon's worker): a ClusterTree is not thread-safe.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import logging
 import os
 import posixpath
@@ -28,137 +26,26 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-import cv2
-import numpy as np
-import numpy.typing as npt
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
+from photocluster import fsutil
 from photocluster.errors import StateError
+from photocluster.fsutil import TEMP_PREFIX
+from photocluster.tree.plan import (
+    OVERVIEW,
+    LinkPlan,
+    candidate_names,
+    check_cluster,
+    check_photo,
+    check_plan,
+)
 
 logger = logging.getLogger(__name__)
 
-LinkPlan = dict[str, dict[str, str]]  # cluster name -> {link file name -> photo relative path}
-Thumbnail = npt.NDArray[np.uint8]  # (edge, edge, 3) uint8 RGB
-
-TEMP_PREFIX = ".tmp-"  # temp names of links, builds and overview files; never a plan entry
-OVERVIEW = "_overview"
 _GENERATION = re.compile(r"gen-(\d{6,})")
-_TAG_LENGTHS = (8, 16, 40)  # hex digits of sha1(path); longer ones only if a shorter one clashes
-_NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+LOCK = "writer.lock"  # in the generations folder: one writer of a cluster tree at a time
 _SMALL_BATCH = 32  # remove_links looks these up by name; bigger batches scan the generation
-_CELL, _COLUMNS, _SHEET_CAP, _HEADER = 160, 8, 48, 40  # contact sheet geometry, pixels
-
-
-def plan_tree(members: Mapping[str, Iterable[str]]) -> LinkPlan:
-    """Cluster name -> photo paths  =>  cluster name -> {link name -> photo path}.
-
-    A link is named after its photo's file name. When photos in one cluster share a file name,
-    the one whose path sorts first keeps it and each other is named `<stem>~<sha1[:8]><suffix>`
-    of its own path, so a name does not depend on the other members or their order.
-    Raises ValueError for an invalid cluster name or photo path, or a photo in two clusters.
-    """
-    plan: LinkPlan = {}
-    home: dict[str, str] = {}
-    for cluster, photos in members.items():
-        _check_cluster(cluster)
-        unique = sorted(set(photos))
-        for photo in unique:
-            _check_photo(photo)
-            if home.setdefault(photo, cluster) != cluster:
-                raise ValueError(f"photo {photo!r} is in clusters {home[photo]!r} and {cluster!r}")
-        plan[cluster] = _name_links(unique)
-    return plan
-
-
-def _name_links(photos: list[str]) -> dict[str, str]:
-    """Sorted photos -> {link name -> photo}; every plain name is claimed before any tagged one."""
-    links: dict[str, str] = {}
-    clashing = []
-    for photo in photos:
-        name = posixpath.basename(photo)
-        if name in links:
-            clashing.append(photo)
-        else:
-            links[name] = photo
-    for photo in clashing:
-        links[_free_name(photo, links)] = photo
-    return links
-
-
-def _free_name(photo: str, taken: Container[str]) -> str:
-    for name in _candidate_names(photo)[1:]:
-        if name not in taken:
-            return name
-    raise ValueError(f"no free link name for {photo!r}")
-
-
-def _candidate_names(photo: str) -> list[str]:
-    """The names a link to `photo` may have, in order of preference: plain, then tagged."""
-    base = posixpath.basename(photo)
-    stem, suffix = posixpath.splitext(base)
-    digest = hashlib.sha1(os.fsencode(photo), usedforsecurity=False).hexdigest()
-    return [base] + [_fit(stem, f"~{digest[:length]}{suffix}") for length in _TAG_LENGTHS]
-
-
-def _fit(stem: str, tail: str) -> str:
-    """stem + tail, the stem shortened until the name fits in NAME_MAX bytes."""
-    while stem and len(os.fsencode(stem + tail)) > _NAME_MAX:
-        stem = stem[:-1]
-    return stem + tail
-
-
-def _check_cluster(name: str) -> None:
-    # "_" names are not clusters (_overview), "." names are temp names or hidden
-    if not name or "/" in name or "\0" in name or name[0] in "._":
-        raise ValueError(f"invalid cluster name {name!r}")
-
-
-def _check_photo(photo: str) -> None:
-    if "\0" in photo or any(part in ("", ".", "..") for part in photo.split("/")):
-        raise ValueError(f"invalid photo path {photo!r}: must be relative to the photo root")
-
-
-def _check_plan(plan: LinkPlan) -> None:
-    for cluster, links in plan.items():
-        _check_cluster(cluster)
-        for name, photo in links.items():
-            _check_photo(photo)
-            if name in ("", ".", "..") or "/" in name or name.startswith(TEMP_PREFIX):
-                raise ValueError(f"invalid link name {name!r} in cluster {cluster!r}")
-
-
-def describe_changes(old: LinkPlan, new: LinkPlan) -> list[str]:
-    """Human lines for a dry run: one per added, removed or changed cluster, then a summary."""
-    before = {cluster: set(links.values()) for cluster, links in old.items()}
-    after = {cluster: set(links.values()) for cluster, links in new.items()}
-    lines = []
-    for cluster in sorted(before.keys() | after.keys()):
-        if cluster not in before:
-            lines.append(f"+ {cluster} ({len(after[cluster])} photos)")
-        elif cluster not in after:
-            lines.append(f"- {cluster} ({len(before[cluster])} photos)")
-        elif before[cluster] != after[cluster]:
-            added, removed = after[cluster] - before[cluster], before[cluster] - after[cluster]
-            lines.append(f"~ {cluster}: +{len(added)} -{len(removed)} photos")
-    lines.append(_summary(_homes(old), _homes(new), len(new)))
-    return lines
-
-
-def _homes(plan: LinkPlan) -> dict[str, str]:
-    return {photo: cluster for cluster, links in plan.items() for photo in links.values()}
-
-
-def _summary(old: dict[str, str], new: dict[str, str], clusters: int) -> str:
-    moved = sum(1 for photo, cluster in new.items() if old.get(photo, cluster) != cluster)
-    added, gone = len(new.keys() - old.keys()), len(old.keys() - new.keys())
-    return (
-        f"{moved} photos change folder, {added} new, {gone} no longer linked; "
-        f"{len(new)} photos in {clusters} clusters"
-    )
 
 
 class ClusterTree:
@@ -175,6 +62,11 @@ class ClusterTree:
                 f"the cluster tree {self.cluster_root} and the photo root {self.photo_root} "
                 "must lie outside each other"
             )
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file its one writer holds (`locking.hold`), beside the generations."""
+        return self.generations / LOCK
 
     def live(self) -> Path | None:
         """The live generation, or None when there is none yet (or it was deleted).
@@ -223,7 +115,7 @@ class ClusterTree:
         at 15-30 us a link. Where hard links are refused (EPERM, EXDEV, a file system without
         them) every link is a new symlink.
         """
-        _check_plan(plan)
+        check_plan(plan)
         self.generations.mkdir(parents=True, exist_ok=True)
         final = self.generations / f"gen-{self._highest() + 1:06d}"
         temp = self.generations / f"{TEMP_PREFIX}{final.name}-{secrets.token_hex(4)}"
@@ -235,7 +127,7 @@ class ClusterTree:
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
-        _fsync_dir(self.generations)
+        fsutil.fsync_dir(self.generations)
         logger.info("built %s: %d clusters, %d links (%d carried over)", final.name, len(plan),
                     sum(len(links) for links in plan.values()), reused)
         return final
@@ -258,8 +150,8 @@ class ClusterTree:
     def add_link(self, cluster: str, photo: str) -> str:
         """Link `photo` into `cluster` of the live generation (made if there is none); return the
         link name. Any link to the photo in another cluster goes: a photo is linked once."""
-        _check_cluster(cluster)
-        _check_photo(photo)
+        check_cluster(cluster)
+        check_photo(photo)
         generation = self.live() or self._start()
         target = self._prefix(generation) + photo
         existing = self._find(generation, photo, target)
@@ -342,7 +234,7 @@ class ClusterTree:
             if carried is None:  # hard links refused here: stop trying
                 carried, source = 0, None
             reused += carried
-        _fsync_dir(temp)
+        fsutil.fsync_dir(temp)
         return reused
 
     def _point_root_at(self, generation: Path) -> None:
@@ -354,7 +246,7 @@ class ClusterTree:
         except BaseException:
             os.unlink(temp)
             raise
-        _fsync_dir(parent)
+        fsutil.fsync_dir(parent)
 
     def _collect(self, keep: set[str] | None) -> None:
         """Delete generations not in `keep` (None: none) and leftovers of crashed operations."""
@@ -375,7 +267,7 @@ class ClusterTree:
 
     def _find(self, generation: Path, photo: str, target: str) -> list[tuple[str, str]]:
         """(cluster, name) of each link to `photo`: only its candidate names need looking at."""
-        names = _candidate_names(photo)
+        names = candidate_names(photo)
         return [(cluster, name) for cluster in _clusters(generation) for name in names
                 if _readlink(generation / cluster / name) == target]
 
@@ -404,7 +296,7 @@ def _fill_cluster(new: int, old: int | None, prefix: str,
             if outcome is None:
                 refused, names = True, set()
         os.symlink(target, name, dir_fd=new)
-    _fsync_fd(new)
+    fsutil.fsync_descriptor(new)
     return None if refused else carried
 
 
@@ -469,7 +361,7 @@ def _links(cluster_dir: Path, prefix: str) -> Iterator[tuple[str, str]]:
 def _link(cluster_dir: Path, photo: str, target: str) -> str:
     """Create a link to `target` under the first free candidate name: temp name, then rename."""
     cluster_dir.mkdir(exist_ok=True)
-    for name in _candidate_names(photo):
+    for name in candidate_names(photo):
         if not os.path.lexists(cluster_dir / name):
             temp = cluster_dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
             os.symlink(target, temp)
@@ -480,7 +372,7 @@ def _link(cluster_dir: Path, photo: str, target: str) -> str:
 
 def _is_photo_path(photo: str) -> bool:
     try:
-        _check_photo(photo)
+        check_photo(photo)
     except ValueError:
         return False
     return True
@@ -520,105 +412,3 @@ def _remove(path: Path) -> None:
     except OSError as error:  # the swap itself succeeded; an old tree left over is harmless
         logger.warning("could not remove %s: %s", path, error)
 
-
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        _fsync_fd(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _fsync_fd(descriptor: int) -> None:
-    try:
-        os.fsync(descriptor)
-    except OSError as error:  # some file systems refuse fsync on a directory
-        logger.debug("fsync of a directory: %s", error)
-
-
-def write_overview(
-    generation: Path,
-    plan: LinkPlan,
-    thumbnail: Callable[[str], Thumbnail | None],
-    elbow: tuple[Sequence[int], Sequence[float], int] | None,
-) -> None:
-    """Write generation/_overview/<cluster>.jpg (a contact sheet of at most 48 thumbnails) for
-    each cluster and, given (ks, inertias, chosen k), elbow.png. `thumbnail(photo)` returns
-    (edge, edge, 3) uint8 RGB or None (that photo is skipped). Each file is replaced atomically.
-    """
-    directory = generation / OVERVIEW
-    directory.mkdir(exist_ok=True)
-    for cluster, links in sorted(plan.items()):
-        sheet = _contact_sheet(cluster, sorted(links.values()), thumbnail)
-        _write_atomic(directory / f"{cluster}.jpg", _encode_jpeg(sheet))
-    if elbow is not None:
-        _write_atomic(directory / "elbow.png", _elbow_png(*elbow))
-
-
-def _contact_sheet(
-    cluster: str, photos: list[str], thumbnail: Callable[[str], Thumbnail | None]
-) -> Thumbnail:
-    picked = _spread(photos, _SHEET_CAP)
-    cells = [cell for cell in map(_cell, map(thumbnail, picked)) if cell is not None]
-    columns = max(4, min(_COLUMNS, len(cells)))  # at least wide enough for the title
-    rows = -(-len(cells) // columns)
-    sheet = np.full((_HEADER + rows * _CELL, columns * _CELL, 3), 32, np.uint8)  # (h, w, 3) RGB
-    for index, image in enumerate(cells):
-        top, left = _HEADER + index // columns * _CELL, index % columns * _CELL
-        sheet[top:top + _CELL, left:left + _CELL] = image
-    cv2.putText(sheet, f"{cluster}  {len(photos)} photos", (10, 28), cv2.FONT_HERSHEY_SIMPLEX,
-                0.8, (255, 255, 255), 2, cv2.LINE_AA)
-    return sheet
-
-
-def _spread(items: list[str], cap: int) -> list[str]:
-    """At most `cap` items evenly spaced through the list, so one folder does not fill a sheet."""
-    if len(items) <= cap:
-        return items
-    return [items[index * len(items) // cap] for index in range(cap)]
-
-
-def _cell(image: Thumbnail | None) -> Thumbnail | None:
-    """A thumbnail as one (160, 160, 3) uint8 cell; None for anything that is not RGB."""
-    if image is None or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-        return None
-    if image.shape[:2] != (_CELL, _CELL):
-        return np.asarray(cv2.resize(image, (_CELL, _CELL), interpolation=cv2.INTER_AREA), np.uint8)
-    return image.astype(np.uint8, copy=False)
-
-
-def _encode_jpeg(sheet: Thumbnail) -> bytes:
-    # imencode + our own atomic write: imwrite picks the format from the (temp) file name
-    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(sheet[:, :, ::-1]))  # RGB -> BGR
-    if not ok:
-        raise RuntimeError("JPEG encoding of a contact sheet failed")
-    return bytes(encoded.tobytes())
-
-
-def _elbow_png(ks: Sequence[int], inertias: Sequence[float], chosen_k: int) -> bytes:
-    # a bare Figure with the Agg canvas: no pyplot, so no global state shared between threads
-    figure = Figure(figsize=(6, 4), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.plot(list(ks), list(inertias), marker="o")
-    axes.axvline(chosen_k, color="tab:red", linestyle="--", label=f"chosen k = {chosen_k}")
-    axes.set_xlabel("k (clusters)")
-    axes.set_ylabel("k-means inertia")
-    axes.set_title("Elbow: inertia vs k")
-    axes.legend()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
-    try:
-        with open(temp, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise

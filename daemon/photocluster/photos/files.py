@@ -1,0 +1,194 @@
+"""What counts as a photo, walking a tree of them, and reading one safely.
+
+Paths are `str`, POSIX, relative to the photo root; undecodable name bytes arrive as surrogate
+escapes (os.fsdecode) and are passed through untouched. Every per-file problem becomes a
+`BadPhotoError` with a one-line reason, except `FileNotFoundError`, which the caller reads as
+"the file vanished".
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from photocluster.errors import BadPhotoError
+
+logger = logging.getLogger(__name__)
+
+PHOTO_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+)
+
+# Names sync clients and browsers give files still being written. Hidden names (".*") cover
+# Syncthing's ".syncthing.x.jpg.tmp", rsync's and Nextcloud's ".x.jpg.XXXX".
+_TEMP_PREFIXES = (".", "~")
+_TEMP_SUFFIXES = (".partial", ".tmp", ".crdownload", ".part")
+
+_FILE_TYPES = (
+    (stat.S_ISLNK, "is a symbolic link"),
+    (stat.S_ISDIR, "not a regular file (directory)"),
+    (stat.S_ISFIFO, "not a regular file (FIFO)"),
+    (stat.S_ISSOCK, "not a regular file (socket)"),
+    (stat.S_ISCHR, "not a regular file (character device)"),
+    (stat.S_ISBLK, "not a regular file (block device)"),
+)
+
+
+@dataclass(frozen=True)
+class PhotoFile:
+    data: bytes
+    size: int
+    mtime_ns: int
+    content_hash: str  # blake2b, 16-byte digest, hex
+
+
+def is_candidate(name: str) -> bool:
+    """True when the basename of `name` has a photo suffix and is not a sync client's temp name."""
+    base = name.rsplit("/", 1)[-1]
+    lowered = base.lower()
+    if base.startswith(_TEMP_PREFIXES) or lowered.endswith(_TEMP_SUFFIXES):
+        return False
+    return os.path.splitext(lowered)[1] in PHOTO_SUFFIXES
+
+
+def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield (relative POSIX path, lstat) of every candidate regular file under `root`.
+
+    Symlinks (to files or directories) are never followed, hidden directories are skipped, an
+    unreadable subdirectory is logged and skipped. Paths come in sorted (str) order. If `root`
+    itself cannot be listed the OSError propagates: an unmounted root must not look empty.
+    """
+    stack = [iter(_sorted_entries(os.fspath(root), ""))]
+    while stack:
+        for relative, entry in stack[-1]:
+            if entry.is_dir(follow_symlinks=False):
+                if not entry.name.startswith("."):
+                    children = _list_subdir(entry.path, relative)
+                    stack.append(iter(children))
+                    break
+            elif is_candidate(entry.name):
+                found = _regular_lstat(entry)
+                if found is not None:
+                    yield relative, found
+        else:
+            stack.pop()
+
+
+def _sorted_entries(directory: str, prefix: str) -> list[tuple[str, os.DirEntry[str]]]:
+    """Entries of `directory` as (relative path, entry), in an order that makes the depth-first
+    walk globally sorted: a directory sorts as "name/", i.e. as the paths beneath it do."""
+    with os.scandir(directory) as listing:
+        entries = list(listing)
+    keyed = [(prefix + entry.name, entry) for entry in entries]
+    keyed.sort(key=lambda item: item[0] + "/" if item[1].is_dir(follow_symlinks=False) else item[0])
+    return keyed
+
+
+def _list_subdir(directory: str, relative: str) -> list[tuple[str, os.DirEntry[str]]]:
+    try:
+        return _sorted_entries(directory, relative + "/")
+    except OSError as error:
+        logger.warning("skipping unreadable directory %r: %s", relative, error.strerror)
+        return []
+
+
+def _regular_lstat(entry: os.DirEntry[str]) -> os.stat_result | None:
+    try:
+        found = entry.stat(follow_symlinks=False)
+    except OSError as error:  # vanished between listing and stat
+        logger.debug("skipping %r: %s", entry.path, error.strerror)
+        return None
+    return found if stat.S_ISREG(found.st_mode) else None
+
+
+def read_photo(path: Path, max_bytes: int) -> PhotoFile:
+    """Read the whole file at `path` once, without following a symlink or blocking on a FIFO.
+
+    Raises FileNotFoundError when it vanished (or a parent stopped being a directory), and
+    BadPhotoError for anything else that makes it unusable: not a regular file, empty, larger
+    than `max_bytes`, unreadable, or changed while being read.
+    """
+    _refuse_non_regular(path)  # before open(): opening a device or FIFO can have effects
+    fd = _open_nofollow(path)
+    try:
+        before = os.fstat(fd)
+        _check_regular(before, max_bytes)
+        data = _read_all(fd, before.st_size)
+        after = os.fstat(fd)
+    except OSError as error:
+        raise BadPhotoError(f"read error: {error.strerror or error}") from error
+    finally:
+        os.close(fd)
+    if len(data) != before.st_size or _changed(before, after):
+        raise BadPhotoError("file changed while being read")
+    content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
+    return PhotoFile(data, before.st_size, before.st_mtime_ns, content_hash)
+
+
+def _refuse_non_regular(path: Path) -> None:
+    try:
+        found = os.lstat(path)
+    except OSError as error:
+        raise _open_error(error) from error
+    _check_type(found.st_mode)
+
+
+def _open_nofollow(path: Path) -> int:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        return os.open(path, flags)
+    except OSError as error:
+        raise _open_error(error) from error
+
+
+def _open_error(error: OSError) -> Exception:
+    """Map an lstat/open failure: vanished stays FileNotFoundError, the rest is a bad photo."""
+    if isinstance(error, FileNotFoundError):
+        return error
+    if error.errno == errno.ENOTDIR:  # a parent was replaced by a file: the photo is gone
+        return FileNotFoundError(errno.ENOENT, "a parent is no longer a directory", error.filename)
+    if error.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink that replaced the file
+        return BadPhotoError("is a symbolic link")
+    if isinstance(error, PermissionError):
+        return BadPhotoError("permission denied")
+    return BadPhotoError(f"cannot open: {error.strerror or error}")
+
+
+def _check_type(mode: int) -> None:
+    for is_type, reason in _FILE_TYPES:
+        if is_type(mode):
+            raise BadPhotoError(reason)
+    if not stat.S_ISREG(mode):
+        raise BadPhotoError("not a regular file")
+
+
+def _check_regular(found: os.stat_result, max_bytes: int) -> None:
+    _check_type(found.st_mode)
+    if found.st_size == 0:
+        raise BadPhotoError("empty file")
+    if found.st_size > max_bytes:
+        raise BadPhotoError(f"file too large: {found.st_size} bytes (limit {max_bytes})")
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Read up to size + 1 bytes: one extra byte shows the file grew after fstat."""
+    chunks: list[bytes] = []
+    remaining = size + 1
+    while remaining > 0:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
+

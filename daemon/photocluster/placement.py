@@ -1,0 +1,98 @@
+"""Placement: photos into clusters, and the cluster tree kept in step with the catalog.
+
+Between reclusters a new photo goes to the nearest centroid and is linked at once (`place`,
+given the rows in hand: O(batch)). After a recluster the tree is rebuilt from the catalog as a
+new generation and swapped in (`rebuild_tree`). After a crash, rows stored but never placed are
+placed (`place_unclustered`, reading only those rows), and a tree that disagrees with the
+catalog is rebuilt (`repair_tree`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from photocluster import clustering
+from photocluster.records import ElbowCurve
+from photocluster.store import Store, StoredVector
+from photocluster.tree import ClusterTree, LinkPlan, describe_changes, plan_tree
+from photocluster.tree.overview import write_overview
+
+logger = logging.getLogger(__name__)
+
+Thumbnail = Callable[[str], "np.ndarray | None"]
+
+
+def place(rows: Sequence[StoredVector], store: Store, tree: ClusterTree) -> dict[int, str]:
+    """Assign each row that has no cluster yet to its nearest centroid, record it, and link its
+    photo; no-op before the first recluster. Returns photo id -> cluster name."""
+    names, centroids = store.centroids()
+    if not names or not rows:
+        return {}
+    pending = store.without_cluster([row.id for row in rows])  # a re-stored row may keep one
+    rows = [row for row in rows if row.id in pending]
+    if not rows:
+        return {}
+    vectors = np.stack([row.vector for row in rows])  # (m, 512) float32
+    nearest = clustering.nearest(vectors, centroids)  # (m,) int64
+    assignment = {row.id: names[int(j)] for row, j in zip(rows, nearest, strict=True)}
+    store.assign(assignment)
+    for row in rows:
+        tree.add_link(assignment[row.id], row.path)
+    return assignment
+
+
+def place_unclustered(store: Store, tree: ClusterTree, fingerprint: str) -> dict[int, str]:
+    """Place the rows that have a vector but no cluster: stored just before a crash or a
+    failed write, or left out of a recluster that ran while they arrived."""
+    return place(store.stored_vectors(store.unclustered(fingerprint)), store, tree)
+
+
+def desired_plan(store: Store) -> LinkPlan:
+    """The tree the catalog asks for."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for record in store.photos():
+        if record.cluster is not None and record.error is None:
+            members[record.cluster].append(record.path)
+    return plan_tree(members)
+
+
+def rebuild_tree(
+    store: Store, tree: ClusterTree, thumbnail: Thumbnail | None, elbow: ElbowCurve | None
+) -> None:
+    """Build the catalog's tree as a new generation (with its overview) and swap it in."""
+    plan = desired_plan(store)
+    generation = tree.build(plan)
+    if thumbnail is not None:
+        write_overview(generation, plan, thumbnail, elbow)
+    tree.swap(generation)
+
+
+def repair_tree(store: Store, tree: ClusterTree, thumbnail: Thumbnail | None) -> bool:
+    """Rebuild the tree when it disagrees with the catalog (after a crash). True if rebuilt."""
+    tree.remove_leftovers()
+    if tree.live() is not None and _members(tree.read_plan()) == _members(desired_plan(store)):
+        return False
+    if not store.centroids()[0]:
+        return False
+    logger.info("cluster tree disagrees with the catalog; rebuilding it")
+    last = store.last_recluster()
+    rebuild_tree(store, tree, thumbnail, last.elbow if last else None)
+    return True
+
+
+def describe(assignment: dict[int, str], store: Store, tree: ClusterTree) -> list[str]:
+    """What committing `assignment` would change in the tree, for `recluster --dry-run`."""
+    paths = store.paths_of(assignment)
+    members: dict[str, list[str]] = defaultdict(list)
+    for photo_id, name in assignment.items():
+        members[name].append(paths[photo_id])
+    return describe_changes(tree.read_plan(), plan_tree(members))
+
+
+def _members(plan: LinkPlan) -> dict[str, set[str]]:
+    """Who is in which cluster; link names and empty folders don't matter for a repair."""
+    return {cluster: set(links.values()) for cluster, links in plan.items() if links}

@@ -1,0 +1,30 @@
+"""Plain records that travel between stages: data only, standard library only, so that any
+layer (the pure clustering, the store, the tree's overview, `status`) may hold them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ElbowCurve:
+    """The measured sweep (`inertias[i]` is k-means inertia on the sample for `ks[i]`)."""
+
+    ks: tuple[int, ...]
+    inertias: tuple[float, ...]
+    chosen_k: int
+    knee_found: bool
+
+
+@dataclass(frozen=True)
+class ReclusterInfo:
+    """What one recluster did, as the catalog remembers it."""
+
+    at: float
+    photos: int
+    changed: int  # photos whose cluster name changed
+    elbow: ElbowCurve
+
+    @property
+    def k(self) -> int:
+        return self.elbow.chosen_k
