@@ -347,9 +347,10 @@ def _library_rows(base: Path, setup: dict[str, float], repeats: int, sample_s: f
 def _make_library(base: Path) -> dict[str, float]:
     """photos/ with 100k empty files in 100 folders, a catalog whose rows match them (with
     vectors, clustered) and a cluster tree that matches the catalog."""
+    from photocluster.organizer import ClusterTree
+
     from photocluster import photos, recluster
     from photocluster.library import DIRTY
-    from photocluster.organizer import ClusterTree
     from photocluster.store import ReclusterInfo, Store
 
     root, spent = base / "photos", {}
