@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from photocluster import cli, library
-from tests.conftest import FakeEmbedder
+from photocluster import cli, library, locking
+from photocluster.config import load_config
+from tests.config_support import SAYS, bad_config, unprivileged
+from tests.conftest import REPO, FakeEmbedder, write_config
+from tests.daemon_support import DaemonProcess, all_linked, wait_until
+
+FAST = "[watch]\nsettle_seconds = 0.3\nrescan_every_minutes = 0\n"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`photocluster ARGS` as its own process: the exit code and what a person sees."""
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from photocluster.cli import main; sys.exit(main())",
+    ]
+    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def one_line(stderr: str) -> str:
+    """The single line `stderr` holds; fails on a traceback or anything more."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
 
 
 @pytest.fixture
@@ -98,23 +123,80 @@ def test_recluster_without_a_daemon_runs_itself_and_keeps_names(
     }
 
 
-def test_scan_while_another_writer_holds_the_state_exits_1(
-    config_file: Path, fake_model: FakeEmbedder, capsys: pytest.CaptureFixture[str]
+def test_scan_while_another_writer_holds_the_state_exits_3(
+    config_file: Path, fake_model: FakeEmbedder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from photocluster import locking
-    from photocluster.config import load_config
-
     with locking.hold(load_config(config_file).paths.state / locking.STATE_LOCK, "run"):
-        assert cli.main(["-c", str(config_file), "scan"]) == 1
+        assert cli.main(["-c", str(config_file), "scan"]) == 3
+    assert f"in use by pid {os.getpid()} (run)" in caplog.text
+
+
+@pytest.mark.timeout(120)
+def test_a_manual_scan_while_the_daemon_runs_exits_3_in_one_line(
+    tmp_path: Path, colour_library: Path
+) -> None:
+    """Exit 3 is in the units' RestartPreventExitStatus=: systemd must not restart on it."""
+    config = write_config(tmp_path, FAST)
+    daemon = DaemonProcess(config)
+    try:
+        wait_until(lambda: all_linked(tmp_path), 60, "the daemon to link the library")
+        result = run_cli("-c", str(config), "scan")
+    finally:
+        assert daemon.stop() == 0
+    assert result.returncode == 3, result.stderr
+    assert one_line(result.stderr).endswith(f"is in use by pid {daemon.process.pid} (run)")
+
+
+def test_recluster_with_a_stale_pid_in_the_lock_file_exits_3_in_one_line(
+    config_file: Path,
+) -> None:
+    """The lock is held, but not by the pid the file names: a process the daemon forked."""
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    state = load_config(config_file).paths.state
+    with locking.hold(state / locking.STATE_LOCK, "run"):
+        (state / locking.STATE_LOCK).write_text(f"{gone.pid} run\n")
+        result = run_cli("-c", str(config_file), "recluster")
+    assert result.returncode == 3, result.stderr
+    assert f"(pid {gone.pid}) is not running" in one_line(result.stderr)
+
+
+def test_recluster_that_may_not_signal_the_daemon_exits_1_saying_how(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(pid: int, signum: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", refuse)  # the daemon runs as another user
+    with locking.hold(load_config(config_file).paths.state / locking.STATE_LOCK, "run"):
+        assert cli.main(["-c", str(config_file), "recluster"]) == 1
+    assert "not allowed to signal the daemon" in caplog.text and "systemctl kill" in caplog.text
+
+
+def test_an_os_error_is_one_line_and_exit_1(tmp_path: Path, colour_library: Path) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "state").write_text("a file where the state directory should be")
+    result = run_cli("-c", str(config), "scan")
+    assert result.returncode == 1, result.stderr
+    assert "File exists" in one_line(result.stderr)
+
+
+@pytest.mark.parametrize("kind", ["not UTF-8", "not TOML", "a directory", "unreadable"])
+def test_a_bad_config_file_exits_2_naming_the_file_and_the_problem_in_one_line(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = bad_config(tmp_path, kind)
+    as_whom = unprivileged() if kind == "unreadable" else contextlib.nullcontext()
+    with as_whom:
+        assert cli.main(["-c", str(path), "check-config"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert str(path) in line and SAYS[kind] in line
 
 
 @pytest.mark.timeout(120)
 def test_status_reads_a_running_daemon_and_recluster_signals_it(
     tmp_path: Path, colour_library: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.conftest import write_config
-    from tests.daemon_support import DaemonProcess, all_linked, wait_until
-
     config = write_config(tmp_path, "[watch]\nsettle_seconds = 0.3\n")
     daemon = DaemonProcess(config)
     try:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from photocluster import cli
+
 UNITS = Path(__file__).resolve().parents[1] / "systemd"
 ANALYZE = shutil.which("systemd-analyze")
 # unit file, whether it is a user unit (`systemctl --user`)
@@ -28,6 +30,7 @@ REQUIRED = {
     "WatchdogSec": "120",
     "ExecReload": "/bin/kill -HUP $MAINPID",
     "Restart": "on-failure",
+    "RestartPreventExitStatus": "2 3",  # cli.EXIT_CONFIG, cli.EXIT_LOCKED
     "TimeoutStopSec": "30",
     "Nice": "10",
     "IOSchedulingClass": "idle",
@@ -77,6 +80,10 @@ def test_unit_keeps_the_agreed_settings(unit: str) -> None:
     # oneDNN JIT-compiles its kernels into writable and executable pages.
     assert "MemoryDenyWriteExecute" not in settings
     assert "MemoryMax" in settings
+
+
+def test_the_exit_codes_a_restart_cannot_fix_are_the_clis() -> None:
+    assert REQUIRED["RestartPreventExitStatus"] == f"{cli.EXIT_CONFIG} {cli.EXIT_LOCKED}"
 
 
 @needs_analyze

@@ -1,7 +1,9 @@
 """Command line: `photocluster [-c CONFIG] run|scan|recluster|status|check-config|weights`.
 
-The only place that configures logging and turns errors into exit codes:
-0 ok, 1 runtime error, 2 bad configuration or usage.
+The only place that configures logging and turns errors into exit codes, each failure one
+line on stderr:
+0 ok; 1 runtime error; 2 bad configuration or usage; 3 another photocluster holds this state
+directory (the units' RestartPreventExitStatus= names 2 and 3: restarting fixes neither).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from pathlib import Path
 
 from photocluster import library, status, weights
 from photocluster.config import Config, load_config
-from photocluster.errors import ConfigError, PhotoclusterError
-from photocluster.locking import state_holder
+from photocluster.errors import ConfigError, LockedError, PhotoclusterError, SignalError
+from photocluster.locking import Holder, state_holder
 
 logger = logging.getLogger("photocluster")
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,17 +35,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.verbose:
             logging.getLogger().setLevel(config.log.level)
         return int(_COMMANDS[args.command](config, args))
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return EXIT_CONFIG
-    except PhotoclusterError as error:
-        logger.error("%s", error)
-        return EXIT_ERROR
-    except FileNotFoundError as error:  # the photo folder is missing or an empty mount point
-        logger.error("%s: %s", error.strerror or "not found", error.filename or error)
-        return EXIT_ERROR
+    except (PhotoclusterError, OSError) as error:
+        return _report(error)
     except KeyboardInterrupt:
         return EXIT_ERROR
+
+
+def _report(error: PhotoclusterError | OSError) -> int:
+    """Say what went wrong on stderr, in one line but for a config's list; return the code."""
+    if isinstance(error, ConfigError):
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    if isinstance(error, OSError):  # e.g. the photo folder is missing, or the state not ours
+        if error.filename is None:
+            logger.error("%s", error)
+        else:
+            logger.error("%s: %r", error.strerror or type(error).__name__, error.filename)
+        logger.debug("the failure in full", exc_info=error)  # shown with -v
+        return EXIT_ERROR
+    logger.error("%s", error)
+    return EXIT_LOCKED if isinstance(error, LockedError) else EXIT_ERROR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,7 +101,7 @@ def _scan(config: Config, args: argparse.Namespace) -> int:
 def _recluster(config: Config, args: argparse.Namespace) -> int:
     holder = state_holder(config.paths.state)
     if holder is not None and holder.role == "run" and not args.dry_run:
-        os.kill(holder.pid, signal.SIGUSR1)
+        _signal_recluster(holder, config.paths.state)
         print(f"asked the running daemon (pid {holder.pid}) to recluster")
         return EXIT_OK
     with library.open_library(config, "recluster", library.vgg16_embedder) as lib:
@@ -98,6 +109,25 @@ def _recluster(config: Config, args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(changes or ["no changes"]))
     return EXIT_OK
+
+
+def _signal_recluster(holder: Holder, state: Path) -> None:
+    """SIGUSR1 to the daemon named in the lock file.
+
+    Raises LockedError when that pid is gone while the lock is still held (the daemon is
+    exiting, or a process it forked holds the lock), SignalError when it is another user's."""
+    try:
+        os.kill(holder.pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        raise LockedError(
+            f"{state} is locked, but the daemon it names (pid {holder.pid}) is not running: "
+            "it may be stopping; try again in a moment"
+        ) from None
+    except PermissionError:
+        raise SignalError(
+            f"not allowed to signal the daemon (pid {holder.pid}) that holds {state}: run this "
+            "as its user, or `systemctl kill -s USR1 --kill-whom=main photocluster` as root"
+        ) from None
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:

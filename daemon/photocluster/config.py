@@ -1,13 +1,18 @@
 """Configuration: `config.toml` parsed once into frozen dataclasses.
 
 Every problem is collected and reported at once, each with its dotted key, so a person fixes
-the file in one pass. Relative paths are resolved against the config file's folder. The
-resulting `Config` is passed down explicitly; there is no global settings object.
+the file in one pass. Every number has a closed range (`BOUNDS`, the one table README's is
+checked against), so a value that passes `check-config` also runs. Relative paths are resolved
+against the config file's folder. The resulting `Config` is passed down explicitly; there is no
+global settings object.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,18 +97,120 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The closed range `low..high` a number must lie in; `off`, when set, is the one value
+    outside it that is also allowed and switches the feature off (0 = never)."""
+
+    low: float
+    high: float
+    why: str  # shown with the problem, so the person knows what the limit protects
+    off: float | None = None
+
+    def admits(self, value: float) -> bool:
+        return value == self.off or self.low <= value <= self.high
+
+    def describe(self) -> str:
+        """`"1..64"`, or `"0 or 0.1..8760"` when there is an `off` value."""
+        span = f"{_plain(self.low)}..{_plain(self.high)}"
+        return span if self.off is None else f"{_plain(self.off)} or {span}"
+
+
+# Every number in every section, by dotted key. README's configuration table shows these
+# ranges and a test holds it to them. Memory figures are for the units' MemoryMax=3G.
+BOUNDS: dict[str, Bounds] = {
+    "photos.max_megapixels": Bounds(
+        1, 1000, "a decoded 1000 MP photo is 3 GB of pixels, the service's memory limit"
+    ),
+    "photos.max_file_mb": Bounds(
+        1, 1024, "a photo file is read into memory whole; the service has 3 GB"
+    ),
+    "embedding.batch_size": Bounds(
+        1, 64, "VGG16 activations grow with the batch: 64 photos take about 0.8 GB, 512 take 6.5"
+    ),
+    "embedding.threads": Bounds(0, 256, "0 means every core; more threads than 256 only thrash"),
+    "clustering.k_min": Bounds(2, 100, "one cluster is no grouping; at most clustering.k_max"),
+    "clustering.k_max": Bounds(
+        2, 100, "the elbow sweep fits k-means once for every k up to k_max: O(k_max^2) work"
+    ),
+    "clustering.sample_size": Bounds(
+        100, 200_000, "fewer photos show no elbow; 200000 vectors are 400 MB, swept per k"
+    ),
+    "clustering.min_overlap": Bounds(0, 1, "a share of a cluster's members"),
+    "clustering.recluster_every_hours": Bounds(
+        0.1, 8760, "more often than every 6 minutes it never rests; 8760 h is a year", off=0
+    ),
+    "clustering.regrow_ratio": Bounds(
+        0.01, 10, "under 1% a few new photos force a full recluster; 10 is ten times the library"
+    ),
+    "clustering.seed": Bounds(0, 2**32 - 1, "k-means' random generator takes a 32-bit seed"),
+    "watch.settle_seconds": Bounds(
+        0.2, 3600, "the watcher wakes every settle/4 s: below 0.2 it busy-polls; 1 h is late"
+    ),
+    "watch.rescan_every_minutes": Bounds(
+        1, 10080, "a full walk of the photo folder at most every minute; 10080 min is a week", off=0
+    ),
+    "watch.poll_interval_seconds": Bounds(
+        0.2, 3600, "polling lists the whole folder every interval: below 0.2 s it busy-polls"
+    ),
+}
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few hundred bytes; this is not one
+
+
 def load_config(path: Path) -> Config:
     """Read and validate `path`.
 
-    Returns a `Config` with absolute paths. Raises `ConfigError` listing every problem.
+    Returns a `Config` with absolute paths. Raises `ConfigError`, and nothing else, for every
+    way the file can be bad: missing, unreadable, not a regular file, too large, not UTF-8,
+    not TOML, or invalid values (listing every problem).
     """
+    text = _read_text(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(str(path), [f"cannot read the file: {error.strerror}"]) from error
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(path), [f"not valid TOML: {error}"]) from error
-    return parse_config(raw, path.resolve())
+    except RecursionError as error:
+        raise ConfigError(str(path), ["not valid TOML: nested too deeply"]) from error
+    try:
+        source = path.resolve()
+    except (OSError, RuntimeError) as error:  # replaced by a symlink loop since it was read
+        raise ConfigError(str(path), [f"cannot resolve the path: {error}"]) from error
+    return parse_config(raw, source)
+
+
+def _read_text(path: Path) -> str:
+    # O_NONBLOCK: a FIFO named as the config must not hang the daemon; it is refused below.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read the file: {error.strerror}"]) from error
+    try:
+        data = _read_regular(fd, path)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), [f"larger than {MAX_CONFIG_BYTES} bytes: not a config file"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            str(path), [f"not UTF-8 text: byte {data[error.start]:#04x} at offset {error.start}"]
+        ) from error
+
+
+def _read_regular(fd: int, path: Path) -> bytes:
+    """Up to MAX_CONFIG_BYTES + 1 bytes of the open file `fd`; ConfigError if it is not a file."""
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            with open(fd, "rb", closefd=False) as file:
+                return file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read the file: {error.strerror}"]) from error
+    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    raise ConfigError(str(path), [f"cannot read the file: {kind}"])
 
 
 def parse_config(raw: dict[str, Any], source: Path) -> Config:
@@ -115,7 +222,7 @@ def parse_config(raw: dict[str, Any], source: Path) -> Config:
         name: _parse_section(name, cls, raw.get(name, {}), problems)
         for name, cls in _SECTIONS.items()
     }
-    sections["paths"] = _resolve_paths(sections["paths"], source.parent)
+    sections["paths"] = _resolve_paths(sections["paths"], source.parent, problems)
     config = Config(source=source, **sections)
     problems.extend(_check_rules(config))
     if problems:
@@ -144,10 +251,8 @@ def _parse_section(name: str, cls: type[Any], table: Any, problems: list[str]) -
 def _convert(dotted: str, value: Any, default: Any, problems: list[str]) -> Any:
     """Coerce `value` to the type of `default`, or record why it cannot be."""
     if isinstance(default, Path):
-        if isinstance(value, str) and value:
-            return Path(value).expanduser()
-        problems.append(f"{dotted}: must be a non-empty path string")
-    elif isinstance(default, bool) or isinstance(value, bool):
+        return _convert_path(dotted, value, problems)
+    if isinstance(default, bool) or isinstance(value, bool):
         if isinstance(value, bool) and isinstance(default, bool):
             return value
         problems.append(f"{dotted}: must be {type(default).__name__}, got {value!r}")
@@ -156,9 +261,10 @@ def _convert(dotted: str, value: Any, default: Any, problems: list[str]) -> Any:
             return value
         problems.append(f"{dotted}: must be an integer, got {value!r}")
     elif isinstance(default, float):
-        if isinstance(value, int | float):
-            return float(value)
-        problems.append(f"{dotted}: must be a number, got {value!r}")
+        number = _finite(value)
+        if number is not None:
+            return number
+        problems.append(f"{dotted}: must be a finite number, got {value!r}")
     elif isinstance(default, str):
         if isinstance(value, str):
             return value
@@ -166,20 +272,39 @@ def _convert(dotted: str, value: Any, default: Any, problems: list[str]) -> Any:
     return None
 
 
-def _resolve_paths(paths: PathsConfig, base: Path) -> PathsConfig:
-    def absolute(path: Path) -> Path:
-        return Path(_normalise(base / path))
+def _convert_path(dotted: str, value: Any, problems: list[str]) -> Path | None:
+    if not isinstance(value, str) or not value or "\0" in value:
+        problems.append(f"{dotted}: must be a non-empty path string without NUL characters")
+        return None
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # "~name/..." for a user this machine does not know
+        problems.append(f"{dotted}: cannot expand {value!r}: no such user's home")
+        return None
 
-    return PathsConfig(
-        photos=absolute(paths.photos),
-        clusters=absolute(paths.clusters),
-        state=absolute(paths.state),
-    )
+
+def _finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite number (TOML admits inf and nan), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float's range
+        return None
+    return number if math.isfinite(number) else None
 
 
-def _normalise(path: Path) -> str:
-    # Resolve symlinks in the parents only: `clusters` itself is a symlink we own.
-    return str(path.parent.resolve() / path.name)
+def _resolve_paths(paths: PathsConfig, base: Path, problems: list[str]) -> PathsConfig:
+    resolved = {}
+    for key in ("photos", "clusters", "state"):
+        path = base / getattr(paths, key)
+        try:
+            # Resolve symlinks in the parents only: `clusters` itself is a symlink we own.
+            resolved[key] = path.parent.resolve() / path.name
+        except RuntimeError as error:  # a symlink loop
+            problems.append(f"paths.{key}: cannot resolve {str(path)!r}: {error}")
+            resolved[key] = path
+    return PathsConfig(**resolved)
 
 
 def _check_rules(config: Config) -> list[str]:
@@ -212,26 +337,22 @@ def _check_paths(paths: PathsConfig) -> list[str]:
 
 
 def _check_numbers(config: Config) -> list[str]:
-    rules: list[tuple[str, bool]] = [
-        ("photos.max_megapixels", config.photos.max_megapixels > 0),
-        ("photos.max_file_mb", config.photos.max_file_mb > 0),
-        ("embedding.batch_size", 1 <= config.embedding.batch_size <= 512),
-        ("embedding.threads", config.embedding.threads >= 0),
-        ("clustering.k_min", config.clustering.k_min >= 2),
-        ("clustering.k_max", config.clustering.k_max >= config.clustering.k_min),
-        ("clustering.sample_size", config.clustering.sample_size >= 100),
-        ("clustering.min_overlap", 0.0 <= config.clustering.min_overlap <= 1.0),
-        ("clustering.recluster_every_hours", config.clustering.recluster_every_hours >= 0),
-        ("clustering.regrow_ratio", config.clustering.regrow_ratio > 0),
-        ("watch.settle_seconds", config.watch.settle_seconds >= 0),
-        ("watch.rescan_every_minutes", config.watch.rescan_every_minutes >= 0),
-        ("watch.poll_interval_seconds", config.watch.poll_interval_seconds > 0),
+    problems = [
+        f"{key}: must be {bounds.describe()} ({bounds.why}), got {_lookup(config, key)!r}"
+        for key, bounds in BOUNDS.items()
+        if not bounds.admits(_lookup(config, key))
     ]
-    return [
-        f"{key}: out of range, got {_lookup(config, key)!r}" for key, valid in rules if not valid
-    ]
+    k_min, k_max = config.clustering.k_min, config.clustering.k_max
+    if k_max < k_min:
+        problems.append(f"clustering.k_max: must be at least k_min ({k_min}), got {k_max}")
+    return problems
 
 
 def _lookup(config: Config, dotted: str) -> Any:
     section, key = dotted.split(".")
     return getattr(getattr(config, section), key)
+
+
+def _plain(number: float) -> str:
+    """1.0 -> "1", 0.1 -> "0.1": how README and the messages write a bound."""
+    return str(int(number)) if float(number).is_integer() else repr(float(number))

@@ -13,6 +13,9 @@ class ConfigError(PhotoclusterError):
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
+        if len(problems) == 1:  # a file that cannot be read or parsed: one line
+            super().__init__(f"invalid configuration in {source}: {problems[0]}")
+            return
         lines = "\n".join(f"  - {problem}" for problem in problems)
         super().__init__(f"invalid configuration in {source}:\n{lines}")
 
@@ -31,6 +34,10 @@ class WeightsError(PhotoclusterError):
 
 class LockedError(PhotoclusterError):
     """Another photocluster process holds the state directory's writer lock."""
+
+
+class SignalError(PhotoclusterError):
+    """A running daemon could not be signalled (it runs as another user)."""
 
 
 class StateError(PhotoclusterError):
