@@ -195,8 +195,8 @@ def set_a_replay(scanned_set_a: Scanned) -> ReplayEmbedder:
     max_pixels = int(load_config(scanned_set_a.config).photos.max_megapixels * 1_000_000)
     store = Store.open_readonly(scanned_set_a.root / "state")
     try:
-        paths = {r.id: r.path for r in store.photos()}
-        fingerprint = next(r.fingerprint for r in store.photos() if r.fingerprint)
+        paths = {r.content: r.path for r in store.files() if r.canonical}
+        fingerprint = next(r.fingerprint for r in store.files() if r.fingerprint)
         assert fingerprint is not None
         ids, vectors = store.vectors(fingerprint)
     finally:

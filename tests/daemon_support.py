@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import signal
 import subprocess
@@ -81,7 +82,7 @@ def catalog_paths(state: Path) -> dict[str, str | None]:
         return {}
     store = Store.open_readonly(state)
     try:
-        return {r.path: r.cluster for r in store.photos() if r.error is None}
+        return {r.path: r.cluster for r in store.files() if r.error is None}
     finally:
         store.close()
 
@@ -97,26 +98,43 @@ def linked(clusters: Path, photo_root: Path) -> dict[str, str]:
     return result
 
 
+def contents_on_disk(root: Path) -> dict[str, set[str]]:
+    """content hash -> the paths holding it: identical copies are one photo."""
+    groups: dict[str, set[str]] = {}
+    for rel, _ in photos.walk(root):
+        try:
+            digest = hashlib.blake2b((root / rel).read_bytes(), digest_size=16).hexdigest()
+        except OSError:  # vanished meanwhile
+            continue
+        groups.setdefault(digest, set()).add(rel)
+    return groups
+
+
 def all_linked(base: Path) -> bool:
-    on_disk = {rel for rel, _ in photos.walk(base / "photos")}
+    """Every distinct photo on disk is linked exactly once, through one of its copies."""
     try:
-        return set(linked(base / "clusters", base / "photos")) == on_disk
+        tree = set(linked(base / "clusters", base / "photos"))
     except (OSError, AssertionError):
         return False
+    groups = contents_on_disk(base / "photos").values()
+    on_disk = set().union(*groups)
+    return tree <= on_disk and all(len(tree & copies) == 1 for copies in groups)
 
 
 def assert_consistent(base: Path) -> None:
     """With the daemon stopped: disk, catalog, index and tree agree; no dangling links."""
     on_disk = {rel for rel, _ in photos.walk(base / "photos")}
     with Store(base / "state") as store:
-        records = [r for r in store.photos() if r.error is None]
+        records = [r for r in store.files() if r.error is None]
         fingerprint = records[0].fingerprint if records else ""
         ids, _ = store.vectors(fingerprint or "")
         assert {r.path for r in records} == on_disk
-        assert sorted(int(i) for i in ids) == sorted(r.id for r in records)
+        assert sorted(int(i) for i in ids) == sorted({r.content for r in records if r.content})
         assert all(r.cluster is not None for r in records)
+        assert sorted(store.index_ids().tolist()) == sorted(int(i) for i in ids)
         tree = linked(base / "clusters", base / "photos")
-        assert tree == {r.path: r.cluster for r in records}
+        assert tree == {r.path: r.cluster for r in records if r.canonical}
+        assert len(tree) == len({r.content for r in records})  # one link per content
     for link in (base / "clusters").glob("*/*"):
         if not link.parent.name.startswith("_"):
             assert link.exists(), f"dangling link {link}"

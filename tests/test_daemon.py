@@ -92,9 +92,10 @@ def test_slow_chunked_write_is_embedded_once_complete(
     expected = FakeEmbedder().embed(image[None])[0]
     store = Store.open_readonly(daemon_base / "state")
     try:
-        record = store.photo("blue/slow.jpg")
+        record = store.file("blue/slow.jpg")
         assert record is not None and record.error is None
-        vector = store.vector_for_hash(record.content_hash or "", record.fingerprint or "")
+        assert record.content is not None
+        vector = store.vectors_of(np.asarray([record.content], np.int64))[0]
     finally:
         store.close()
     assert vector is not None
@@ -109,7 +110,7 @@ def test_move_rename_delete_and_modify_update_catalog_and_links_without_reembedd
     (root / "moved").mkdir()
     (root / "green" / "green_1.jpg").rename(root / "moved" / "green_1.jpg")
     (root / "blue" / "blue_2.jpg").unlink()
-    write_photo(root / "blue" / "blue_3.jpg", COLOURS["red"], seed=3)  # modified: now red
+    write_photo(root / "blue" / "blue_3.jpg", COLOURS["red"], seed=33)  # modified: now red
     wait_until(lambda: "blue/blue_2.jpg" not in catalog_paths(daemon_base / "state"), 30, "delete")
     tree = _wait_linked(daemon_base)
     assert tree["red/renamed.jpg"] == tree["red/red_1.jpg"]

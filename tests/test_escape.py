@@ -66,7 +66,7 @@ def taken_in(base: Path, names: list[str]) -> list[str]:
 def all_rows(state: Path) -> list[str]:
     store = Store.open_readonly(state)
     try:
-        return [record.path for record in store.photos()]
+        return [record.path for record in store.files()]
     finally:
         store.close()
 

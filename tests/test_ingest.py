@@ -46,9 +46,10 @@ def _count_decodes(monkeypatch: pytest.MonkeyPatch, on_call: Callable[[int], Non
 
 
 def _stored_vectors(store: Store, fingerprint: str) -> dict[str, np.ndarray]:
+    """path -> the vector of the content it holds (copies share one)."""
     ids, vectors = store.vectors(fingerprint)
-    paths = {record.id: record.path for record in store.photos()}
-    return {paths[int(i)]: vector for i, vector in zip(ids, vectors, strict=True)}
+    by_content = dict(zip(ids.tolist(), vectors, strict=True))
+    return {r.path: by_content[r.content] for r in store.files() if r.content in by_content}
 
 
 def test_the_next_batch_is_decoded_while_the_model_embeds_the_current_one(
@@ -115,7 +116,7 @@ def test_a_touched_photo_reuses_its_vector_without_being_decoded(
         embedder.embedded = 0
         report = ingest.ingest(["p01.jpg"], root, store, embedder, LIMITS)
         after = _stored_vectors(store, embedder.fingerprint)
-        record = store.photo("p01.jpg")
+        record = store.file("p01.jpg")
     assert record is not None and record.mtime_ns == 1
     assert (decoded, embedder.embedded, report.reused) == ([], 0, 1)
     np.testing.assert_array_equal(after["p01.jpg"], before["p01.jpg"])
@@ -132,7 +133,7 @@ def test_a_stop_request_leaves_batches_not_yet_started_unread(
         report = ingest.ingest(
             paths, tmp_path / "photos", store, SmallBatchEmbedder(), LIMITS, stop=lambda: True
         )
-        assert len(store.photos()) == 4
+        assert len(store.files()) == 4
     assert report.embedded == 4
     # The batches decoded ahead may finish; the ones after them are never started.
     assert len(decoded) <= 4 * (1 + ingest.PREFETCH_BATCHES)

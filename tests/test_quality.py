@@ -74,7 +74,7 @@ def test_swapped_preprocessing_measurably_lowers_ari(
 ) -> None:
     """Guard: the weights' own preprocessing is the one used, and the pairing matters."""
     store = Store.open_readonly(scanned_set_a.root / "state")
-    records = {r.id: r for r in store.photos()}
+    records = {r.content: r for r in store.files() if r.canonical}
     fingerprint = next(iter(records.values())).fingerprint
     assert fingerprint is not None
     ids, right_vectors = store.vectors(fingerprint)  # what the scan stored: the right pairing

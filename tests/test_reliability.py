@@ -32,7 +32,7 @@ from watchdog.events import FileDeletedEvent
 from photocluster import cli, fsutil, ingest, library, photos
 from photocluster.config import load_config
 from photocluster.errors import StateError
-from photocluster.store import NewVector, Store
+from photocluster.store import NewFile, Store
 from photocluster.tree import ClusterTree
 from photocluster.watch.change import Change
 from photocluster.watch.settle import Settler
@@ -403,14 +403,14 @@ def test_an_index_save_on_a_full_disk_keeps_the_saved_files_and_the_next_open_re
 ) -> None:
     caplog.set_level(logging.INFO, "photocluster.store")
     with Store(tmp_path) as store:
-        store.put_vectors([NewVector("a.jpg", 1, 1, "a", _vector(1))], "f")
+        store.put_files([NewFile("a.jpg", 1, 1, "a", _vector(1))], "f")
     saved = {name: (tmp_path / name).read_bytes() for name in ("index.faiss", "index.stamp")}
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     store = Store(tmp_path)
-    store.put_vectors([NewVector("b.jpg", 1, 1, "b", _vector(2))], "f")
+    store.put_files([NewFile("b.jpg", 1, 1, "b", _vector(2))], "f")
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(StateError, match="No space left"):
         store.save_index()
@@ -421,7 +421,7 @@ def test_an_index_save_on_a_full_disk_keeps_the_saved_files_and_the_next_open_re
     assert not list(tmp_path.glob(f"{fsutil.TEMP_PREFIX}*"))
     with Store(tmp_path) as store:
         ids, _ = store.vectors("f")
-        assert len(ids) == 2 and store.photo("b.jpg") is not None
+        assert len(ids) == 2 and store.file("b.jpg") is not None
     assert "rebuilt the vector index" in caplog.text
 
 
@@ -429,14 +429,14 @@ def test_a_catalog_write_refused_by_sqlite_is_a_state_error_and_changes_nothing(
     tmp_path: Path,
 ) -> None:
     with Store(tmp_path) as store:
-        store.put_vectors([NewVector("a.jpg", 1, 1, "a", _vector(1))], "f")
+        store.put_files([NewFile("a.jpg", 1, 1, "a", _vector(1))], "f")
         store._conn.execute("PRAGMA query_only = 1")  # SQLITE_READONLY, as a read-only mount
         with pytest.raises(StateError, match="cannot write the catalog"):
-            store.put_vectors([NewVector("b.jpg", 1, 1, "b", _vector(2))], "f")
+            store.put_files([NewFile("b.jpg", 1, 1, "b", _vector(2))], "f")
         with pytest.raises(StateError):
             store.remove(["a.jpg"])
         store._conn.execute("PRAGMA query_only = 0")
-        assert [r.path for r in store.photos()] == ["a.jpg"]
+        assert [r.path for r in store.files()] == ["a.jpg"]
         assert len(store.vectors("f")[0]) == 1
 
 
@@ -453,7 +453,7 @@ def catalog_ids(state: Path) -> dict[bytes, int]:
     """path -> row id of every catalog row: a photo deleted and added again gets a new id."""
     conn = sqlite3.connect(f"file:{state / 'catalog.sqlite'}?mode=ro", uri=True)
     try:
-        return dict(conn.execute("SELECT path, id FROM photos").fetchall())
+        return dict(conn.execute("SELECT path, id FROM files").fetchall())
     finally:
         conn.close()
 

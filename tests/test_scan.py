@@ -57,7 +57,7 @@ def test_second_scan_embeds_nothing_and_writes_no_new_generation(
     assert os.readlink(tmp_path / "clusters") == live
 
 
-def test_renamed_and_duplicated_photos_reuse_their_vectors_and_links_follow(
+def test_renamed_photos_and_copies_reuse_their_vectors_and_a_copy_is_linked_once(
     tmp_path: Path, colour_library: Path, config_file: Path, fake_embedder: FakeEmbedder
 ) -> None:
     _scan(config_file, fake_embedder)
@@ -70,8 +70,13 @@ def test_renamed_and_duplicated_photos_reuse_their_vectors_and_links_follow(
     linked = _linked(tmp_path)
     assert "red/red_0.jpg" not in linked
     assert linked["red/renamed.jpg"] == cluster
-    assert linked["copy_of_red_1.jpg"] == cluster
-    assert set(linked) == _all_photos(colour_library)
+    assert "copy_of_red_1.jpg" not in linked  # the shorter path stands for both copies
+    assert linked["red/red_1.jpg"] == cluster
+    assert set(linked) == _all_photos(colour_library) - {"copy_of_red_1.jpg"}
+    with Store(tmp_path / "state") as store:
+        copy, original = store.file("copy_of_red_1.jpg"), store.file("red/red_1.jpg")
+        assert copy is not None and original is not None
+        assert copy.content == original.content and not copy.canonical and original.canonical
 
 
 def test_cluster_names_survive_reclustering_unchanged_data(
@@ -119,7 +124,7 @@ def test_bad_files_are_skipped_recorded_and_retried_when_they_change(
     (colour_library / "notes.json").write_text("{}")  # a Takeout sidecar: not a photo at all
     _scan(config_file, fake_embedder)
     store = Store.open_readonly(tmp_path / "state")
-    failures = {r.path: r.error for r in store.photos() if r.error is not None}
+    failures = {r.path: r.error for r in store.files() if r.error is not None}
     store.close()
     assert set(failures) == {*BAD_FILES, "truncated.jpg"}
     assert all(failures.values())
@@ -128,7 +133,7 @@ def test_bad_files_are_skipped_recorded_and_retried_when_they_change(
         "zero.jpg",
         "truncated.jpg",
     }
-    (colour_library / "truncated.jpg").write_bytes(good)
+    write_photo(colour_library / "truncated.jpg", COLOURS["red"], seed=99)  # its own content
     _scan(config_file, fake_embedder)
     assert "truncated.jpg" in _linked(tmp_path)
 
@@ -165,6 +170,6 @@ def test_a_new_model_fingerprint_re_embeds_the_library(
     _scan(config_file, other)
     assert other.embedded == 18
     store = Store.open_readonly(tmp_path / "state")
-    assert {r.fingerprint for r in store.photos()} == {"fake-embedder-2"}
+    assert {r.fingerprint for r in store.files()} == {"fake-embedder-2"}
     store.close()
     assert set(_linked(tmp_path)) == _all_photos(colour_library)

@@ -3,8 +3,8 @@
 `reconcile` compares a walk of the tree with the catalog and says what to read and what is
 gone. `ingest` reads, hashes and decodes on a thread pool while the model embeds the batch
 before (TensorFlow and OpenCV release the GIL), then stores each batch in one transaction. A
-photo whose content hash is already known reuses its vector, so renames, moves and exact
-duplicates are never embedded again.
+file whose content is already known is never decoded or embedded again: a copy, a rename or
+move, a touched file, or a re-download of a photo deleted not long ago all reuse its vector.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from photocluster import photos
+from photocluster import copies, photos
 from photocluster.embedder import Embedder
 from photocluster.errors import BadPhotoError
-from photocluster.store import NewVector, PhotoRecord, Store, StoredVector
+from photocluster.store import FileRecord, NewFile, Store, Written
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +30,13 @@ Progress = Callable[[int], None]  # called with the number of photos just handle
 # Batches decoded ahead of the one being embedded: two absorb a slow photo (a 12 MP HEIC costs
 # as much to decode as ~20 JPEGs) without the model waiting; each is batch x 150 KB of pixels.
 PREFETCH_BATCHES = 2
-_SCAN_ABOVE = 1000  # paths; more than this and one catalog scan beats a lookup per path
+_SCAN_ABOVE = 1000  # paths; more than this and one read of every hash beats a lookup per path
 
 
 @dataclass(frozen=True)
 class Work:
-    """What a reconciliation found: paths to read, and catalog paths gone from disk."""
+    """What a reconciliation found: paths to read (best copies first), and catalog paths gone
+    from disk."""
 
     to_read: list[str]
     missing: list[str]
@@ -44,7 +45,7 @@ class Work:
 
 @dataclass(frozen=True)
 class Loaded:
-    """One photo after the thread pool: decoded pixels, a reusable hash, or why it failed."""
+    """One file after the thread pool: decoded pixels, a reusable hash, or why it failed."""
 
     path: str
     size: int = 0
@@ -59,10 +60,10 @@ class Loaded:
 class IngestReport:
     embedded: int = 0
     reused: int = 0
-    moved: int = 0
     failed: int = 0
     vanished: int = 0
-    stored: list[StoredVector] = field(default_factory=list)  # rows whose vector was stored
+    moved: int = 0  # missing paths whose content was found at a new path (set by the caller)
+    written: Written = field(default_factory=Written)  # what the tree must follow
 
 
 @dataclass(frozen=True)
@@ -76,16 +77,17 @@ def reconcile(photo_root: Path, store: Store, fingerprint: str, subtree: str = "
     top = photo_root / subtree if subtree else photo_root
     prefix = f"{subtree.rstrip('/')}/" if subtree else ""
     on_disk = {prefix + rel: stat for rel, stat in photos.walk(top)}
-    known = {r.path: r for r in store.photos() if r.path.startswith(prefix)}
+    known = {record.path: record for record in store.files(prefix)}
     to_read = [p for p, st in on_disk.items() if _needs_reading(known.get(p), st, fingerprint)]
+    to_read.sort(key=copies.canonical_key)  # the first copy stored of a content is its best
     missing = sorted(set(known) - set(on_disk))
     return Work(to_read=to_read, missing=missing, unchanged=len(on_disk) - len(to_read))
 
 
-def _needs_reading(record: PhotoRecord | None, stat: os.stat_result, fingerprint: str) -> bool:
+def _needs_reading(record: FileRecord | None, stat: os.stat_result, fingerprint: str) -> bool:
     if record is None or record.size != stat.st_size or record.mtime_ns != stat.st_mtime_ns:
         return True
-    # A failed photo is retried only when the file changes; a stale vector is redone.
+    # A failed file is retried only when it changes; a vector of another model is redone.
     return record.error is None and record.fingerprint != fingerprint
 
 
@@ -95,22 +97,20 @@ def ingest(
     store: Store,
     embedder: Embedder,
     limits: Limits,
-    missing: Iterable[str] = (),
     progress: Progress | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> IngestReport:
-    """Read, embed and store `paths`; a file whose hash matches a `missing` row is a move.
+    """Read, embed and store `paths`, in that order, batch by batch.
 
     `stop` is asked between batches: the daemon's shutdown finishes the batch in hand and
     leaves the rest for the next start's reconciliation.
     """
     report = IngestReport()
-    moves = _hashes_of(store, missing)
-    known = _known_hashes(store, paths, embedder.fingerprint) | set(moves)
+    known = _known_hashes(store, paths, embedder.fingerprint)
     load = _loader(photo_root, embedder, limits, known)
     with ThreadPoolExecutor(decode_threads(), thread_name_prefix="decode") as pool:
         for batch in _prefetched(pool, load, paths, embedder.batch_size, PREFETCH_BATCHES):
-            _store_batch(batch, store, embedder, moves, report)
+            _store_batch(batch, store, embedder, report)
             if progress is not None:
                 progress(len(batch))
             if stop is not None and stop():
@@ -127,25 +127,15 @@ def decode_threads() -> int:
 
 
 def _known_hashes(store: Store, paths: Sequence[str], fingerprint: str) -> set[str]:
-    """Hashes with a stored vector, so that their photos need no decoding: a touched or
-    re-synced file usually still holds the content its catalog row has. A few paths are looked
-    up one by one: a scan of the catalog costs ~0.7 s at 100 000 photos, and one settled
-    photo must not wait for it. A copy of another photo is caught after decoding instead."""
+    """Hashes with a stored vector, so that their files need no decoding. A few paths are
+    looked up one by one (a touched or re-synced file usually still holds the content its row
+    has): one settled photo must not wait for a read of every hash. A new copy of a known
+    content is caught after hashing instead, and then not embedded."""
     if len(paths) > _SCAN_ABOVE:
-        records = store.photos()
-    else:
-        records = [record for record in map(store.photo, paths) if record is not None]
-    return {r.content_hash for r in records if r.content_hash and r.fingerprint == fingerprint}
-
-
-def _hashes_of(store: Store, missing: Iterable[str]) -> dict[str, str]:
-    """content hash -> catalog path, for rows whose file is gone (candidates for a move)."""
-    moves: dict[str, str] = {}
-    for path in missing:
-        record = store.photo(path)
-        if record is not None and record.content_hash and record.error is None:
-            moves.setdefault(record.content_hash, path)
-    return moves
+        return store.known_hashes(fingerprint)
+    records = (store.file(path) for path in paths)
+    return {r.content_hash for r in records
+            if r is not None and r.content_hash and r.fingerprint == fingerprint}
 
 
 def _loader(
@@ -206,54 +196,46 @@ def _prefetched(
 
 
 def _store_batch(
-    batch: list[Loaded],
-    store: Store,
-    embedder: Embedder,
-    moves: dict[str, str],
-    report: IngestReport,
+    batch: list[Loaded], store: Store, embedder: Embedder, report: IngestReport
 ) -> None:
-    fresh: list[NewVector] = []
-    to_embed: list[Loaded] = []
+    """Failures first (one transaction each), then the batch's files in one transaction. Two
+    copies of a new content in one batch are embedded once."""
+    known: list[NewFile] = []
+    to_embed: dict[str, Loaded] = {}  # content hash -> the first file holding it
+    copies: list[NewFile] = []  # further files of a content in `to_embed`: stored after it
     for item in batch:
         if item.vanished:
             report.vanished += 1
         elif item.error is not None:
-            logger.warning("skipped %s: %s", item.path, item.error)
-            store.put_failure(item.path, item.size, item.mtime_ns, item.error)
+            logger.warning("skipped %r: %s", item.path, item.error)
+            report.written.extend(store.put_failure(item.path, item.size, item.mtime_ns,
+                                                    item.error))
             report.failed += 1
-        elif item.content_hash in moves and store.photo(item.path) is None:
-            store.move(moves.pop(item.content_hash), item.path)
-            report.moved += 1
-        elif (reused := _reused(item, store, embedder.fingerprint)) is not None:
-            fresh.append(reused)
-            report.reused += 1
-        elif item.image is not None:
-            to_embed.append(item)
-        else:  # its hash was known when reading began, but that row is gone since; rare
-            logger.debug("hash of %s no longer known; it will be read again", item.path)
-    fresh.extend(_embedded(to_embed, embedder))
+        elif item.content_hash in to_embed:
+            copies.append(_file(item))
+        elif item.image is None or store.has_vector(item.content_hash, embedder.fingerprint):
+            known.append(_file(item))
+        else:
+            to_embed[item.content_hash] = item
+    items = known + _embedded(list(to_embed.values()), embedder) + copies
+    written = store.put_files(items, embedder.fingerprint)
+    for path in written.skipped:  # its content was forgotten since reading began; rare
+        logger.debug("the content of %r is no longer known; it will be read again", path)
     report.embedded += len(to_embed)
-    if fresh:
-        ids = store.put_vectors(fresh, embedder.fingerprint)
-        report.stored += [
-            StoredVector(i, item.path, item.vector) for i, item in zip(ids, fresh, strict=True)
-        ]
+    report.reused += len(items) - len(to_embed) - len(written.skipped)
+    report.written.extend(written)
 
 
-def _reused(item: Loaded, store: Store, fingerprint: str) -> NewVector | None:
-    """The stored vector of the same content (a rename, a copy, a touched file), if any."""
-    vector = store.vector_for_hash(item.content_hash, fingerprint)
-    if vector is None:
-        return None
-    return NewVector(item.path, item.size, item.mtime_ns, item.content_hash, vector)
+def _file(item: Loaded) -> NewFile:
+    return NewFile(item.path, item.size, item.mtime_ns, item.content_hash)
 
 
-def _embedded(items: list[Loaded], embedder: Embedder) -> list[NewVector]:
+def _embedded(items: list[Loaded], embedder: Embedder) -> list[NewFile]:
     if not items:
         return []
     images = np.stack([item.image for item in items if item.image is not None])  # (n, s, s, 3)
     vectors = embedder.embed(images)  # (n, 512) float32
     return [
-        NewVector(item.path, item.size, item.mtime_ns, item.content_hash, vector)
+        NewFile(item.path, item.size, item.mtime_ns, item.content_hash, vector)
         for item, vector in zip(items, vectors, strict=True)
     ]

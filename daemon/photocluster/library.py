@@ -2,9 +2,10 @@
 
 This is the one place where the stages meet; read top to bottom it is the whole pipeline:
 changed paths -> read/decode -> embed -> store -> assign -> link. A new photo flows one way:
-`ingest` stores it and hands back the stored rows (id, path, vector), `placement.place` assigns
-those to the nearest centroid and links the paths in hand. `scan` (the one-shot command) and the
-daemon's worker speak only these verbs; neither reaches into the store or the tree.
+`ingest` stores it and hands back what the write asks of the tree (`store.Written`: the contents
+to place, with their canonical path and vector in hand, and the links to move), and
+`placement.follow` applies exactly that. `scan` (the one-shot command) and the daemon's worker
+speak only these verbs; neither reaches into the store or the tree.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 EmbedderFactory = Callable[[Config], Embedder]
 ProgressFactory = Callable[[int], Progress]  # total -> a progress for that many photos
 Stop = Callable[[], bool]
-DIRTY = "changed_since_recluster"
 
 
 @dataclass
@@ -183,34 +183,28 @@ def _is_empty(root: Path) -> bool:
 def apply_work(
     library: Library, work: ingest.Work, progress: Progress, stop: Stop | None = None
 ) -> ingest.IngestReport:
-    """Read what `work` lists, drop what is gone (or moved: matched by content hash), and
-    place what was stored."""
-    if work.to_read or work.missing:
-        library.store.set_meta(DIRTY, "1")
+    """Read what `work` lists, then drop what is gone: a content whose old path went and which
+    was found at a new one (same bytes) was moved, keeping its vector and cluster."""
     report = ingest.ingest(
         work.to_read,
         library.config.paths.photos,
         library.store,
         library.embedder,
         library.limits,
-        work.missing,
         progress,
         stop,
     )
     progress.close()
-    gone = [path for path in work.missing if library.store.photo(path) is not None]
-    remove(library, gone)
-    moved_away = set(work.missing).difference(gone)  # their rows moved to the new paths
-    library.tree.remove_links(moved_away)
-    placement.place(report.stored, library.store, library.tree)
-    if report.moved:
-        _relink(library, [p for p in work.to_read if library.store.photo(p) is not None])
+    gone = library.store.remove(work.missing)
+    report.written.extend(gone)
+    placement.follow(report.written, library.store, library.tree)
+    report.moved = sum(1 for relink in gone.relinks if relink.new is not None)
     logger.info(
         "sync: %d embedded, %d reused, %d moved, %d removed, %d failed, %d unchanged",
         report.embedded,
         report.reused,
         report.moved,
-        len(gone),
+        len(work.missing) - report.moved,
         report.failed,
         work.unchanged,
     )
@@ -230,9 +224,9 @@ def apply_changes(
         _ingest(library, upserts, progress, stop)
         upserts = []
         if change.kind == "delete":
-            remove(library, [change.path] if library.store.photo(change.path) else [])
+            remove(library, [change.path])
         elif change.kind == "move" and change.dest is not None:
-            if library.store.photo(change.path) is None:  # never seen: just a new photo
+            if library.store.file(change.path) is None:  # never seen: just a new photo
                 upserts.append(change.dest)
             else:
                 move(library, change.path, change.dest)
@@ -247,29 +241,16 @@ def _ingest(library: Library, paths: list[str], progress: ProgressFactory, stop:
 
 
 def remove(library: Library, paths: list[str]) -> None:
+    """Files deleted from the photo folder (unknown ones are ignored)."""
     if paths:
-        library.store.set_meta(DIRTY, "1")
-        library.store.remove(paths)
-        library.tree.remove_links(paths)
+        placement.follow(library.store.remove(paths), library.store, library.tree)
 
 
 def move(library: Library, old: str, new: str) -> None:
-    """A rename inside the tree: same row, vector and cluster; only the link moves."""
-    store = library.store
-    if store.photo(old) is None:
-        return
-    if store.photo(new) is not None:  # renamed over another photo: that one is gone
-        remove(library, [new])
-    store.move(old, new)
-    library.tree.remove_links([old])
-    _relink(library, [new])
-
-
-def _relink(library: Library, paths: list[str]) -> None:
-    for path in paths:
-        record = library.store.photo(path)
-        if record is not None and record.cluster is not None:
-            library.tree.add_link(record.cluster, path)
+    """A rename inside the tree: same file, content, vector and cluster; the link moves when
+    it pointed at the old name."""
+    if library.store.file(old) is not None:
+        placement.follow(library.store.move(old, new), library.store, library.tree)
 
 
 # ---- reclustering
@@ -282,7 +263,7 @@ def wants_recluster(library: Library) -> bool:
 
 def snapshot_if_dirty(library: Library, forced: bool) -> recluster.Snapshot | None:
     """A snapshot to recluster, or None when nothing changed since the last one (unforced)."""
-    if not forced and library.store.meta(DIRTY) == "0":
+    if not forced and not library.store.changed_since_recluster():
         return None
     return recluster.snapshot(library.store, library.fingerprint, library.config.clustering)
 
@@ -293,7 +274,6 @@ def apply_recluster(library: Library, result: recluster.Result) -> None:
     recluster.commit(result, store)
     placement.place_unclustered(store, tree, library.fingerprint)
     placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow)
-    store.set_meta(DIRTY, "0")
 
 
 def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[str] | None:

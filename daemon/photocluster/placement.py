@@ -17,7 +17,7 @@ import numpy as np
 
 from photocluster import clustering
 from photocluster.records import ElbowCurve
-from photocluster.store import Store, StoredVector
+from photocluster.store import Relink, Store, StoredVector, Written
 from photocluster.tree import ClusterTree, LinkPlan, describe_changes, plan_tree
 from photocluster.tree.overview import write_overview
 
@@ -45,6 +45,22 @@ def place(rows: Sequence[StoredVector], store: Store, tree: ClusterTree) -> dict
     return assignment
 
 
+def follow(written: Written, store: Store, tree: ClusterTree) -> None:
+    """Make the live tree follow a catalog write: move the links whose content's canonical
+    copy changed (or remove them: the content went), then place what needs a cluster."""
+    for relink in written.relinks:
+        _relink(relink, tree)
+    place(written.placeable, store, tree)
+
+
+def _relink(relink: Relink, tree: ClusterTree) -> None:
+    if relink.cluster is None:
+        return
+    tree.remove_link(relink.cluster, relink.old)
+    if relink.new is not None:
+        tree.add_link(relink.cluster, relink.new)
+
+
 def place_unclustered(store: Store, tree: ClusterTree, fingerprint: str) -> dict[int, str]:
     """Place the rows that have a vector but no cluster: stored just before a crash or a
     failed write, or left out of a recluster that ran while they arrived."""
@@ -53,11 +69,7 @@ def place_unclustered(store: Store, tree: ClusterTree, fingerprint: str) -> dict
 
 def desired_plan(store: Store) -> LinkPlan:
     """The tree the catalog asks for."""
-    members: dict[str, list[str]] = defaultdict(list)
-    for record in store.photos():
-        if record.cluster is not None and record.error is None:
-            members[record.cluster].append(record.path)
-    return plan_tree(members)
+    return plan_tree(store.plan_members())
 
 
 def rebuild_tree(

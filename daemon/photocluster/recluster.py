@@ -26,12 +26,14 @@ class Snapshot:
     """What a recluster computes on, copied out of the store by the writer, with the settings
     the writer held at that moment (so the computing thread reads no shared configuration)."""
 
-    ids: np.ndarray  # (n,) int64
+    ids: np.ndarray  # (n,) int64: content ids
     vectors: np.ndarray  # (n, 512) float32
-    previous: dict[int, str]  # photo id -> cluster name before this recluster
+    previous: dict[int, str]  # content id -> cluster name before this recluster
     used_names: frozenset[str]
     previous_k: int | None
     settings: ClusteringConfig
+    versions: np.ndarray | None = None  # (n,) int64: each content's version when copied
+    changes: int = 0  # the catalog's content-change counter when copied
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,17 @@ class Result:
     assignment: dict[int, str]
     centroids: dict[str, np.ndarray]  # name -> (512,) float32
     info: ReclusterInfo
+    versions: dict[int, int]  # content id -> the version the assignment was computed for
+    changes: int  # the content-change counter the result reflects
 
 
 def snapshot(store: Store, fingerprint: str, settings: ClusteringConfig) -> Snapshot:
-    ids, vectors = store.vectors(fingerprint)
-    previous = store.clusters_of_all()
+    members = store.members(fingerprint)
+    vectors = store.vectors_of(members.ids)  # (n, 512) float32
     last = store.last_recluster()
     used = frozenset(store.used_names())
-    return Snapshot(ids, vectors, previous, used, last.k if last else None, settings)
+    return Snapshot(members.ids, vectors, members.clusters, used, last.k if last else None,
+                    settings, members.versions, members.changes)
 
 
 def compute(snap: Snapshot) -> Result:
@@ -76,7 +81,10 @@ def compute(snap: Snapshot) -> Result:
         changed,
         time.monotonic() - started,
     )
-    return Result(assignment, {names[i]: centroids[i] for i in range(len(centroids))}, info)
+    versions = snap.versions if snap.versions is not None else np.zeros(len(snap.ids), np.int64)
+    seen = {int(i): int(v) for i, v in zip(snap.ids, versions, strict=True)}
+    centres = {names[i]: centroids[i] for i in range(len(centroids))}
+    return Result(assignment, centres, info, seen, snap.changes)
 
 
 def previous_centres(snap: Snapshot, k: int) -> np.ndarray | None:
@@ -95,9 +103,12 @@ def previous_centres(snap: Snapshot, k: int) -> np.ndarray | None:
 
 
 def commit(result: Result, store: Store) -> None:
-    """Write the result to the catalog in one transaction (photos it does not name, e.g. ones
-    added while it computed, become unclustered and are placed by the caller)."""
-    store.commit_recluster(result.assignment, result.centroids, result.info)
+    """Write the result to the catalog in one transaction. Contents it does not name (added
+    while it computed) and contents that changed meanwhile (their version moved) become
+    unclustered, for the caller to place by nearest centroid; and when the catalog's contents
+    changed meanwhile it still counts as changed since this recluster."""
+    store.commit_recluster(result.assignment, result.versions, result.centroids, result.info,
+                           result.changes)
 
 
 def needs_recluster(store: Store, regrow_ratio: float) -> bool:

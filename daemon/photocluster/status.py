@@ -9,51 +9,53 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from photocluster import fsutil
 from photocluster.locking import state_holder
-from photocluster.store import Store
+from photocluster.records import ReclusterInfo
+from photocluster.store import CATALOG, Store
 
 DAEMON_STATUS = "daemon-status.json"
+FAILURES_SHOWN = 100  # the rest are counted: a library with 10 000 broken files stays readable
+_EMPTY = {"photos": 0, "files": 0, "copies": {"photos": 0, "extra_files": 0}, "failed": 0,
+          "unclustered": 0, "clusters": {}, "last_recluster": None, "failures": []}
 
 
 def collect(state_dir: Path) -> dict[str, Any]:
-    """Everything `status` shows, as plain data (also the `--json` output)."""
+    """Everything `status` shows, as plain data (also the `--json` output). Every figure is one
+    aggregate query: it answers as fast for a million photos as for a hundred."""
     report: dict[str, Any] = {"state": str(state_dir), "daemon": _daemon(state_dir)}
-    if not (state_dir / "catalog.sqlite").exists():
-        report.update(
-            photos=0, failed=0, unclustered=0, clusters={}, last_recluster=None, failures=[]
-        )
-        return report
+    if not (state_dir / CATALOG).exists():
+        return {**report, **_EMPTY}
     store = Store.open_readonly(state_dir)
     try:
-        records = store.photos()
-        last = store.last_recluster()
+        counts, last = store.content_counts(), store.last_recluster()
+        report.update(
+            photos=counts["contents"],
+            files=store.count() - counts["failed"],
+            copies={"photos": counts["with_copies"], "extra_files": counts["extra_files"]},
+            failed=counts["failed"],
+            unclustered=counts["unclustered"],
+            clusters=store.cluster_sizes(),
+            last_recluster=None if last is None else _recluster(last),
+            failures=[{"path": p, "reason": r} for p, r in store.failures(FAILURES_SHOWN)],
+        )
     finally:
         store.close()
-    failed = [r for r in records if r.error is not None]
-    sizes = Counter(r.cluster for r in records if r.cluster is not None and r.error is None)
-    report.update(
-        photos=len(records) - len(failed),
-        failed=len(failed),
-        unclustered=sum(1 for r in records if r.cluster is None and r.error is None),
-        clusters=dict(sorted(sizes.items())),
-        last_recluster=None
-        if last is None
-        else {
-            "at": last.at,
-            "k": last.k,
-            "photos": last.photos,
-            "changed": last.changed,
-            "knee_found": last.elbow.knee_found,
-            "elbow": dict(zip(last.elbow.ks, last.elbow.inertias, strict=True)),
-        },
-        failures=[{"path": r.path, "reason": r.error} for r in failed],
-    )
     return report
+
+
+def _recluster(last: ReclusterInfo) -> dict[str, Any]:
+    return {
+        "at": last.at,
+        "k": last.k,
+        "photos": last.photos,
+        "changed": last.changed,
+        "knee_found": last.elbow.knee_found,
+        "elbow": dict(zip(last.elbow.ks, last.elbow.inertias, strict=True)),
+    }
 
 
 def publish(state_dir: Path, fields: dict[str, Any]) -> None:
@@ -76,9 +78,12 @@ def _daemon(state_dir: Path) -> dict[str, Any] | None:
 
 def render(report: dict[str, Any]) -> str:
     """The human form of `collect`'s report."""
+    copies = report["copies"]
     lines = [
-        f"photos: {report['photos']} sorted, {report['unclustered']} waiting for a cluster, "
-        f"{report['failed']} failed"
+        f"photos: {report['photos']} ({report['files']} files), {report['unclustered']} waiting "
+        f"for a cluster, {report['failed']} failed",
+        f"copies: {copies['photos']} photos have extra copies ({copies['extra_files']} files),"
+        " linked once",
     ]
     daemon = report["daemon"]
     if daemon is None:
@@ -97,6 +102,8 @@ def render(report: dict[str, Any]) -> str:
     if report["failures"]:
         lines.append("failures:")
         lines += [f"  {_printable(f['path'])}: {f['reason']}" for f in report["failures"]]
+        if report["failed"] > len(report["failures"]):
+            lines.append(f"  ... and {report['failed'] - len(report['failures'])} more")
     return "\n".join(lines)
 
 

@@ -163,6 +163,17 @@ class ClusterTree:
                 _unlink(generation / home / other)
         return name
 
+    def remove_link(self, cluster: str, photo: str) -> None:
+        """Remove the link to `photo` from `cluster` of the live generation, if it is there:
+        only the photo's candidate link names are looked at, so it costs the same at any size."""
+        generation = self.live()
+        if generation is None:
+            return
+        target = self._prefix(generation) + photo
+        for name in candidate_names(photo):
+            if _readlink(generation / cluster / name) == target:
+                _unlink(generation / cluster / name)
+
     def remove_links(self, photos: Iterable[str]) -> None:
         """Remove every link in the live generation that points at one of `photos`."""
         wanted = set(photos)

@@ -1,0 +1,19 @@
+"""The store: the SQLite catalog (the truth: files, contents, vectors, clusters; `catalog`,
+`schema`) and the FAISS index of the live vectors (a rebuildable cache; `index`)."""
+
+from photocluster.store.catalog import CATALOG, Store
+from photocluster.store.index import INDEX, STAMP
+from photocluster.store.rows import FileRecord, Members, NewFile, Relink, StoredVector, Written
+
+__all__ = [
+    "CATALOG",
+    "INDEX",
+    "STAMP",
+    "FileRecord",
+    "Members",
+    "NewFile",
+    "Relink",
+    "Store",
+    "StoredVector",
+    "Written",
+]

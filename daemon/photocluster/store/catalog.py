@@ -1,0 +1,492 @@
+"""The catalog: SQLite is the truth about every file, content, vector and cluster.
+
+One `Store` per state directory and process: the writer holds the state directory's lock and
+keeps a FAISS index of the live contents' vectors (`index.VectorIndex`, a rebuildable cache);
+`Store.open_readonly` serves `status` and other readers while the daemon writes.
+
+Every write is one transaction that bumps a change counter (the index's stamp). Writes that
+change what the tree shows return a `Written`: the contents that need a cluster (new, back, or
+re-embedded) with their canonical path and vector in hand, and the links that must move because
+a content's canonical copy changed or the content went. The caller applies those to the tree:
+nothing here touches the file system outside the state directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from photocluster import fsutil, locking
+from photocluster.errors import StateError
+from photocluster.records import ElbowCurve, ReclusterInfo
+from photocluster.store import schema
+from photocluster.store.contents import Contents
+from photocluster.store.index import VectorIndex
+from photocluster.store.rows import (
+    FileRecord,
+    Ids,
+    Members,
+    NewFile,
+    StoredVector,
+    Vectors,
+    Written,
+    blob,
+    decode,
+    encode,
+    file_record,
+    read_vectors,
+    stack,
+)
+
+logger = logging.getLogger(__name__)
+
+CATALOG = "catalog.sqlite"
+_FILE = """SELECT f.id, f.path, f.size, f.mtime_ns, f.content, c.hash, c.fingerprint, c.cluster,
+    f.error, c.canonical = f.id FROM files AS f LEFT JOIN contents AS c ON c.id = f.content"""
+
+
+class Store:
+    """The catalog of one state directory; a context manager. Use it from one thread."""
+
+    def __init__(self, state_dir: Path, dim: int = 512, role: str = "writer") -> None:
+        """Open or create the catalog (migrating an older schema) and load or rebuild the index.
+
+        Raises LockedError, or StateError for an unusable state dir or catalog (unwritable,
+        newer schema, other dim)."""
+        self._dim, self._index = dim, VectorIndex(state_dir, dim)
+        self._writer = True
+        self._lock = contextlib.ExitStack()
+        try:
+            self._open(state_dir, role)
+        except (OSError, sqlite3.Error) as exc:
+            self._release()
+            raise StateError(f"cannot use the state directory {state_dir}: {exc}") from exc
+        except BaseException:
+            self._release()
+            raise
+
+    def _open(self, state_dir: Path, role: str) -> None:
+        fsutil.private_dir(state_dir)
+        self._lock.enter_context(locking.hold(state_dir / locking.STATE_LOCK, role))
+        self._conn = schema.connect_writer(state_dir / CATALOG)
+        schema.open_schema(self._conn, self._dim)
+        self._contents = Contents(self._conn, self._index, self._dim)
+        fsutil.remove_temp_files(state_dir)  # a crash during a save left them
+        self._pick_missing_canonicals()
+        reason = self._index.load(self._stamp(), self._count_live_vectors())
+        if reason is not None:
+            self._rebuild_index(reason)
+
+    @classmethod
+    def open_readonly(cls, state_dir: Path) -> Store:
+        """The catalog opened read-only, without lock or index, while a writer may write.
+
+        Raises StateError when there is no readable catalog; its writes raise StateError."""
+        store = cls.__new__(cls)
+        store._writer, store._lock = False, contextlib.ExitStack()
+        try:
+            store._conn = schema.connect_reader(state_dir / CATALOG)
+            store._dim = int(store.meta(schema.DIM) or 0)
+        except sqlite3.Error as exc:
+            store._release()
+            raise StateError(f"cannot read the catalog in {state_dir}: {exc}") from exc
+        return store
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Save the index (a writer), close the catalog, release the lock; idempotent.
+
+        An index that cannot be saved (a full disk) is logged, not raised: the old file's stamp
+        no longer matches, so the next open rebuilds it from the catalog."""
+        try:
+            if self._writer and self._lock is not None and hasattr(self, "_conn"):
+                self.save_index()
+        except StateError as error:
+            logger.error("%s; it will be rebuilt from the catalog at the next start", error)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with contextlib.suppress(AttributeError):  # the open failed before connecting
+            self._conn.close()
+        self._lock.close()
+
+    # ---- reads: files
+
+    def file(self, path: str) -> FileRecord | None:
+        row = self._conn.execute(f"{_FILE} WHERE f.path = ?", (encode(path),)).fetchone()
+        return None if row is None else file_record(row)
+
+    def files(self, prefix: str = "") -> list[FileRecord]:
+        """Every file, or those below the folder `prefix` ("a/b/"), in path order."""
+        if not prefix:
+            return [file_record(r) for r in self._conn.execute(f"{_FILE} ORDER BY f.path")]
+        low, high = encode(prefix), encode(prefix[:-1] + chr(ord("/") + 1))
+        return [file_record(r) for r in self._conn.execute(
+            f"{_FILE} WHERE f.path >= ? AND f.path < ? ORDER BY f.path", (low, high))]
+
+    def count(self) -> int:
+        """Files in the catalog, failed ones included, without reading them."""
+        return int(self._conn.execute("SELECT count(*) FROM files").fetchone()[0])
+
+    def known_hashes(self, fingerprint: str) -> set[str]:
+        """Hashes of every content with a vector of that model, gone ones included."""
+        return {row[0] for row in self._conn.execute(
+            "SELECT hash FROM contents WHERE fingerprint = ?", (fingerprint,))}
+
+    def has_vector(self, content_hash: str, fingerprint: str) -> bool:
+        return self._conn.execute(
+            "SELECT 1 FROM contents WHERE hash = ? AND fingerprint = ?",
+            (content_hash, fingerprint)).fetchone() is not None
+
+    # ---- reads: contents
+
+    def members(self, fingerprint: str) -> Members:
+        """The live contents with a vector of that model (a recluster's input), id order."""
+        rows = self._conn.execute(
+            "SELECT id, version, cluster FROM contents WHERE fingerprint = ? AND gone_at IS NULL"
+            " ORDER BY id", (fingerprint,)).fetchall()
+        ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+        versions = np.fromiter((row[1] for row in rows), np.int64, len(rows))
+        clusters = {row[0]: row[2] for row in rows if row[2] is not None}
+        return Members(ids, versions, clusters, self._content_changes())
+
+    def vectors_of(self, ids: Ids) -> Vectors:
+        """(n, dim) float32 vectors of live contents, in the order given."""
+        if self._writer:
+            return self._index.reconstruct(ids)
+        return read_vectors(self._conn, ids, self._dim)
+
+    def vectors(self, fingerprint: str) -> tuple[Ids, Vectors]:
+        """Ids (n,) int64 and vectors (n, dim) float32 of the live contents of that model."""
+        ids = self.members(fingerprint).ids
+        return ids, self.vectors_of(ids)
+
+    def stored_vectors(self, ids: Sequence[int]) -> list[StoredVector]:
+        """Canonical path and vector of each of those live contents, in the order given."""
+        paths = self.paths_of(ids)
+        found = [content for content in ids if content in paths]
+        if not found:
+            return []
+        vectors = self.vectors_of(np.asarray(found, np.int64))  # (m, dim)
+        return [StoredVector(i, paths[i], v) for i, v in zip(found, vectors, strict=True)]
+
+    def paths_of(self, ids: Iterable[int]) -> dict[int, str]:
+        """content id -> canonical path, for those of `ids` that are live."""
+        query = ("SELECT f.path FROM contents AS c JOIN files AS f ON f.id = c.canonical"
+                 " WHERE c.id = ?")
+        rows = ((int(i), self._conn.execute(query, (int(i),)).fetchone()) for i in ids)
+        return {content: decode(row[0]) for content, row in rows if row is not None}
+
+    def without_cluster(self, ids: Sequence[int]) -> set[int]:
+        """Those of `ids` that are live, have a vector and no cluster."""
+        return {row[0] for row in self._conn.execute(
+            "SELECT id FROM contents WHERE id IN (SELECT value FROM json_each(?))"
+            " AND fingerprint IS NOT NULL AND cluster IS NULL AND gone_at IS NULL",
+            (json.dumps([int(i) for i in ids]),))}
+
+    def unclustered(self, fingerprint: str) -> list[int]:
+        """Live contents with a vector of that model but no cluster, id order."""
+        return [row[0] for row in self._conn.execute(
+            "SELECT id FROM contents WHERE fingerprint = ? AND cluster IS NULL"
+            " AND gone_at IS NULL ORDER BY id", (fingerprint,))]
+
+    def plan_members(self) -> dict[str, list[str]]:
+        """cluster -> canonical paths of its live contents: the tree the catalog asks for."""
+        members: dict[str, list[str]] = {}
+        for cluster, path in self._conn.execute(
+                "SELECT c.cluster, f.path FROM contents AS c JOIN files AS f ON f.id = c.canonical"
+                " WHERE c.cluster IS NOT NULL AND c.gone_at IS NULL"):
+            members.setdefault(cluster, []).append(decode(path))
+        return members
+
+    def content_counts(self) -> dict[str, int]:
+        """Figures for `status`, each one aggregate query: live contents, clustered ones,
+        contents with extra copies and how many extra files that is, failed files."""
+        one = self._conn.execute
+        return {
+            "contents": int(one("SELECT count(*) FROM contents WHERE gone_at IS NULL"
+                                " AND fingerprint IS NOT NULL").fetchone()[0]),
+            "unclustered": int(one("SELECT count(*) FROM contents WHERE gone_at IS NULL AND"
+                                   " fingerprint IS NOT NULL AND cluster IS NULL").fetchone()[0]),
+            "failed": int(one("SELECT count(*) FROM files WHERE content IS NULL").fetchone()[0]),
+            **dict(zip(("with_copies", "extra_files"), one(
+                "SELECT count(*), coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM files"
+                " WHERE content IS NOT NULL GROUP BY content HAVING n > 1)").fetchone(),
+                strict=True)),
+        }
+
+    def cluster_sizes(self) -> dict[str, int]:
+        return {row[0]: row[1] for row in self._conn.execute(
+            "SELECT cluster, count(*) FROM contents WHERE cluster IS NOT NULL AND gone_at IS NULL"
+            " GROUP BY cluster ORDER BY cluster")}
+
+    def failures(self, limit: int) -> list[tuple[str, str]]:
+        """(path, reason) of up to `limit` failed files, path order."""
+        return [(decode(row[0]), row[1]) for row in self._conn.execute(
+            "SELECT path, error FROM files WHERE content IS NULL ORDER BY path LIMIT ?", (limit,))]
+
+    # ---- reads: clusters and reclusters
+
+    def centroids(self) -> tuple[list[str], Vectors]:
+        """Active cluster names (sorted) and their centroids (k, dim) float32."""
+        rows = self._conn.execute(
+            "SELECT name, centroid FROM clusters WHERE active = 1 ORDER BY name").fetchall()
+        return [row[0] for row in rows], stack([row[1] for row in rows], self._dim)
+
+    def used_names(self) -> set[str]:
+        """Every cluster name ever used, active or retired: names are never reused."""
+        return {row[0] for row in self._conn.execute(
+            "SELECT name FROM clusters UNION SELECT cluster FROM contents"
+            " WHERE cluster IS NOT NULL")}
+
+    def last_recluster(self) -> ReclusterInfo | None:
+        row = self._conn.execute("SELECT at, k, photos, changed, ks, inertias, knee_found"
+                                 " FROM reclusters ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        ks, inertias = tuple(json.loads(row[4])), tuple(json.loads(row[5]))
+        return ReclusterInfo(row[0], row[2], row[3], ElbowCurve(ks, inertias, row[1], bool(row[6])))
+
+    def photos_since_recluster(self) -> int:
+        """Live contents with a vector that the last recluster did not place."""
+        return int(self._conn.execute(
+            "SELECT count(*) FROM contents WHERE fingerprint IS NOT NULL AND in_recluster = 0"
+            " AND gone_at IS NULL").fetchone()[0])
+
+    def changed_since_recluster(self) -> bool:
+        """The set of contents (or a vector) changed since the last committed recluster saw it."""
+        return self._content_changes() != int(self.meta(schema.RECLUSTERED_AT) or -1)
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # ---- writes: one transaction each, no fsync of their own (synchronous=NORMAL)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, bumping the change counter. On an error the catalog rolls
+        back, and the index, if already changed, is rebuilt from it. StateError when read-only,
+        or when the disk is full or failing (the catalog keeps its last good state)."""
+        if not self._writer:
+            raise StateError("the store was opened read-only")
+        self._index.touched = False
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            _raise_if_environmental(exc)
+            raise
+        try:
+            yield self._conn
+            self._contents.bump(schema.CHANGES)
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if self._index.touched:
+                self._rebuild_index("a write failed")
+            if isinstance(exc, sqlite3.Error):
+                _raise_if_environmental(exc)
+            raise
+
+    def put_files(self, items: Sequence[NewFile], fingerprint: str) -> Written:
+        """Record files read and hashed: each path points at its content, created with the
+        item's vector when new (or brought back, or re-embedded for this model). A path twice
+        in one batch: the last wins. ValueError for a vector of the wrong shape."""
+        latest = list({item.path: item for item in items}.values())
+        written = Written()
+        if not latest:
+            return written
+        with self._transaction():
+            fresh: dict[int, Vectors] = {}
+            for item in latest:
+                content = self._contents.content_for(item, fingerprint, fresh)
+                if content is None:
+                    written.skipped.append(item.path)
+                    continue
+                written.extend(self._contents.attach(item.path, item.size, item.mtime_ns,
+                                                     content, None))
+            self._contents.pick_canonicals(list(fresh))
+            written.placeable += self._contents.placeable(fresh)
+        return written
+
+    def put_failure(self, path: str, size: int, mtime_ns: int, reason: str) -> Written:
+        """Record a file that could not be used; it no longer holds its old content."""
+        with self._transaction():
+            return self._contents.attach(path, size, mtime_ns, None, reason)
+
+    def remove(self, paths: Sequence[str]) -> Written:
+        """Forget those files (unknown ones are ignored). A content keeps living while another
+        copy of it does; its last copy gone, it leaves the clusters and its vector is kept for
+        a while (a re-download of the same file reuses it)."""
+        written = Written()
+        with self._transaction() as conn:
+            for path in dict.fromkeys(paths):
+                row = conn.execute("SELECT id, content FROM files WHERE path = ?",
+                                   (encode(path),)).fetchone()
+                if row is None:
+                    continue
+                conn.execute("DELETE FROM files WHERE id = ?", (row[0],))
+                if row[1] is not None:
+                    written.extend(self._contents.detach(row[1], row[0], path))
+        return written
+
+    def move(self, old: str, new: str) -> Written:
+        """A file renamed inside the photo folder: same file row (a file at `new` is replaced,
+        as on disk); its content's link moves with it if it was the canonical copy.
+        KeyError when `old` is not in the catalog."""
+        written = Written()
+        if old == new:
+            return written
+        with self._transaction() as conn:
+            file_id, content = self._file_row(old)
+            displaced = conn.execute("SELECT id, content FROM files WHERE path = ?",
+                                     (encode(new),)).fetchone()
+            if displaced is not None:
+                conn.execute("DELETE FROM files WHERE id = ?", (displaced[0],))
+                if displaced[1] is not None:
+                    written.extend(self._contents.detach(displaced[1], displaced[0], new))
+            conn.execute("UPDATE files SET path = ? WHERE id = ?", (encode(new), file_id))
+            if content is not None:
+                written.extend(self._contents.repick(content, file_id, old))
+        return written
+
+    def assign(self, assignment: Mapping[int, str]) -> None:
+        """Live placement: content id -> cluster name."""
+        with self._transaction() as conn:
+            conn.executemany("UPDATE contents SET cluster = ? WHERE id = ? AND gone_at IS NULL",
+                             [(name, int(content)) for content, name in assignment.items()])
+
+    def commit_recluster(self, assignment: Mapping[int, str], versions: Mapping[int, int],
+                         centroids: Mapping[str, Vectors], info: ReclusterInfo,
+                         seen_changes: int) -> None:
+        """One transaction: each content's cluster, where its version is still the one the
+        recluster saw (others, and contents it did not see, become unclustered for the caller
+        to place), the active clusters and their (dim,) centroids (all others retired), the
+        info row, and the change counter the result reflects. ValueError: a name without a
+        centroid."""
+        if missing := set(assignment.values()) - set(centroids):
+            raise ValueError(f"clusters without a centroid: {sorted(missing)}")
+        rows = [(name, blob(centroid, self._dim), time.time())
+                for name, centroid in centroids.items()]
+        with self._transaction() as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS result (id INTEGER PRIMARY KEY,"
+                         " version INTEGER NOT NULL, name TEXT NOT NULL)")
+            conn.execute("DELETE FROM result")
+            conn.executemany("INSERT INTO result VALUES (?, ?, ?)", [
+                (int(c), int(versions[c]), name) for c, name in assignment.items()])
+            # Write only the rows that change: a recluster with stable names changes few.
+            conn.execute("""UPDATE contents SET cluster = r.name, in_recluster = 1 FROM result AS r
+                WHERE contents.id = r.id AND contents.version = r.version
+                AND contents.gone_at IS NULL
+                AND (contents.cluster IS NOT r.name OR contents.in_recluster = 0)""")
+            conn.execute("""UPDATE contents SET cluster = NULL, in_recluster = 0
+                WHERE (cluster IS NOT NULL OR in_recluster = 1) AND NOT EXISTS (SELECT 1 FROM
+                result AS r WHERE r.id = contents.id AND r.version = contents.version)""")
+            conn.execute("DELETE FROM result")
+            conn.execute("UPDATE clusters SET active = 0")
+            conn.executemany("INSERT INTO clusters (name, centroid, active, created_at)"
+                             " VALUES (?, ?, 1, ?) ON CONFLICT (name)"
+                             " DO UPDATE SET centroid = excluded.centroid, active = 1", rows)
+            conn.execute("INSERT INTO reclusters (at, k, photos, changed, ks, inertias,"
+                         " knee_found) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (float(info.at), int(info.k), int(info.photos), int(info.changed),
+                          json.dumps([int(k) for k in info.elbow.ks]),
+                          json.dumps([float(inertia) for inertia in info.elbow.inertias]),
+                          int(info.elbow.knee_found)))
+            self._set_meta(schema.RECLUSTERED_AT, str(int(seen_changes)))
+
+    def forget_gone(self, before: float) -> int:
+        """Delete the contents (and vectors) whose last copy went before `before`; returns how
+        many. Their files are long gone; a re-download after this is embedded again."""
+        with self._transaction() as conn:
+            doomed = [row[0] for row in conn.execute(
+                "SELECT id FROM contents WHERE gone_at IS NOT NULL AND gone_at < ?", (before,))]
+            conn.executemany("DELETE FROM vectors WHERE id = ?", [(i,) for i in doomed])
+            conn.executemany("DELETE FROM contents WHERE id = ?", [(i,) for i in doomed])
+        return len(doomed)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """ValueError for the store's own keys ("store.*")."""
+        if key.startswith("store."):
+            raise ValueError(f"meta key {key!r} is reserved for the store")
+        with self._transaction():
+            self._set_meta(key, value)
+
+    def index_ids(self) -> Ids:
+        """The content ids the vector index holds (a writer's; for consistency checks)."""
+        return self._index.ids()
+
+    def save_index(self) -> None:
+        """Save the vector index if it changed since it was last saved or loaded."""
+        if not self._writer:
+            raise StateError("the store was opened read-only")
+        self._index.save(self._stamp())
+
+    def _pick_missing_canonicals(self) -> None:
+        """Contents with copies but no canonical one (a migrated catalog) get theirs."""
+        missing = [row[0] for row in self._conn.execute(
+            "SELECT id FROM contents WHERE canonical IS NULL AND gone_at IS NULL"
+            " AND EXISTS (SELECT 1 FROM files WHERE content = contents.id)")]
+        if missing:
+            with self._transaction():
+                self._contents.pick_canonicals(missing)
+
+    def _file_row(self, path: str) -> tuple[int, int | None]:
+        row = self._conn.execute("SELECT id, content FROM files WHERE path = ?",
+                                 (encode(path),)).fetchone()
+        if row is None:
+            raise KeyError(path)
+        return int(row[0]), row[1]
+
+    # ---- the index
+
+    def _rebuild_index(self, reason: str) -> None:
+        ids = np.fromiter((row[0] for row in self._conn.execute(
+            "SELECT v.id FROM vectors AS v JOIN contents AS c ON c.id = v.id"
+            " WHERE c.gone_at IS NULL ORDER BY v.id")), np.int64)
+        self._index.rebuild(ids, read_vectors(self._conn, ids, self._dim), reason)
+
+    def _count_live_vectors(self) -> int:
+        return int(self._conn.execute(
+            "SELECT count(*) FROM contents WHERE fingerprint IS NOT NULL AND gone_at IS NULL"
+        ).fetchone()[0])
+
+
+    # ---- helpers
+
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _content_changes(self) -> int:
+        return int(self.meta(schema.CONTENT_CHANGES) or 0)
+
+
+    def _stamp(self) -> str:
+        return f"{self.meta(schema.CATALOG_ID)}:{self.meta(schema.CHANGES)}"
+
+
+# SQLite result codes the environment causes: full, I/O error, read-only, cannot open, busy.
+_ENVIRONMENTAL = frozenset({5, 8, 10, 13, 14})
+
+
+def _raise_if_environmental(exc: sqlite3.Error) -> None:
+    """StateError for what the environment causes (a full disk, a read-only file system);
+    anything else is a bug and is left to propagate as it is."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _ENVIRONMENTAL:
+        raise StateError(f"cannot write the catalog: {exc}") from exc

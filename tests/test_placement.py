@@ -1,0 +1,108 @@
+"""Placing a new photo costs what its batch costs, not what the library costs; copies of one
+photo are one clustering member with one link."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from photocluster import library
+from photocluster.config import load_config
+from photocluster.progress import Progress
+from photocluster.watch import Change
+from tests.conftest import COLOURS, FakeEmbedder, write_config, write_photo
+from tests.daemon_support import assert_consistent, linked
+
+
+@dataclass
+class Reads:
+    rows: int = 0  # rows handed to Python
+    steps: int = 0  # SQLite virtual-machine steps, in thousands: work done inside queries
+
+
+@contextmanager
+def counting(conn: sqlite3.Connection) -> Iterator[Reads]:
+    """Count what the connection reads while the block runs (white box: the store's own)."""
+    reads = Reads()
+
+    def row(cursor: sqlite3.Cursor, values: tuple[object, ...]) -> tuple[object, ...]:
+        reads.rows += 1
+        return values
+
+    def step() -> int:
+        reads.steps += 1
+        return 0  # 0: go on
+
+    conn.row_factory, previous = row, conn.row_factory
+    conn.set_progress_handler(step, 1000)
+    try:
+        yield reads
+    finally:
+        conn.row_factory = previous
+        conn.set_progress_handler(None, 0)
+
+
+def _progress(total: int) -> Progress:
+    return Progress(total, "embedding", bar=False)
+
+
+def _library(base: Path, per_colour: int) -> Path:
+    for name, colour in COLOURS.items():
+        for index in range(per_colour):
+            write_photo(base / "photos" / name / f"{name}_{index}.jpg", colour, size=32,
+                        seed=index)
+    return write_config(base)
+
+
+def _reads_placing_one_photo(base: Path, per_colour: int) -> Reads:
+    config = load_config(_library(base, per_colour))
+    with library.open_library(config, "scan", lambda _: FakeEmbedder()) as lib:
+        library.scan(lib, show_bar=False)
+        write_photo(base / "photos" / "red" / "new.jpg", COLOURS["red"], size=32, seed=999)
+        changes = [Change("upsert", "red/new.jpg")]
+        with counting(lib.store._conn) as reads:
+            library.apply_changes(lib, changes, _progress, lambda: False)
+    tree = linked(base / "clusters", base / "photos")
+    assert tree["red/new.jpg"] == tree["red/red_0.jpg"]
+    return reads
+
+
+def test_placing_a_new_photo_reads_the_same_at_any_library_size(tmp_path: Path) -> None:
+    small = _reads_placing_one_photo(tmp_path / "small", per_colour=20)
+    large = _reads_placing_one_photo(tmp_path / "large", per_colour=120)  # 6x the photos
+    assert large.rows == small.rows, (small, large)
+    assert large.steps <= small.steps + 5, (small, large)  # B-tree depth only
+
+
+def test_a_copy_in_another_folder_is_one_photo_with_one_link(tmp_path: Path) -> None:
+    config = load_config(_library(tmp_path, per_colour=4))
+    root = tmp_path / "photos"
+    (root / "Photos from 2023").mkdir()
+    shutil.copy(root / "red" / "red_0.jpg", root / "Photos from 2023" / "red_0.jpg")
+    embedder = FakeEmbedder()
+    with library.open_library(config, "scan", lambda _: embedder) as lib:
+        library.scan(lib, show_bar=False)
+        assert embedder.embedded == 12  # the copy was not embedded
+    tree = linked(tmp_path / "clusters", root)
+    assert "Photos from 2023/red_0.jpg" in tree  # a date folder beats an album-like one
+    assert "red/red_0.jpg" not in tree
+    assert_consistent(tmp_path)
+
+
+def test_deleting_the_linked_copy_moves_the_link_to_another_copy(tmp_path: Path) -> None:
+    config = load_config(_library(tmp_path, per_colour=4))
+    root = tmp_path / "photos"
+    shutil.copy(root / "red" / "red_0.jpg", root / "red" / "red_0 copy.jpg")
+    with library.open_library(config, "scan", lambda _: FakeEmbedder()) as lib:
+        library.scan(lib, show_bar=False)
+        cluster = linked(tmp_path / "clusters", root)["red/red_0.jpg"]
+        (root / "red" / "red_0.jpg").unlink()
+        library.apply_changes(lib, [Change("delete", "red/red_0.jpg")],
+                              _progress, lambda: False)
+    tree = linked(tmp_path / "clusters", root)
+    assert tree["red/red_0 copy.jpg"] == cluster
+    assert_consistent(tmp_path)
