@@ -87,6 +87,16 @@ def test_the_root_itself_is_never_excluded() -> None:
     assert Excluder(["*x", "a/**"]).excludes("") is False
 
 
+def test_an_excluder_below_a_folder_takes_paths_relative_to_it() -> None:
+    excluder = Excluder(["/Trash", "a/b", "@eaDir"])
+    assert excluder.below("a").excludes("b/x.jpg")
+    assert excluder.below("a/").excludes("@eaDir")
+    assert excluder.below("a/@eaDir").excludes("x.jpg")
+    assert not excluder.below("a").excludes("Trash/x.jpg")  # /Trash is the root's only
+    assert excluder.below("a").below("b").excludes("x.jpg")
+    assert excluder.below("").excludes("Trash") and not excluder.below("x").excludes("")
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -180,6 +190,14 @@ def test_walk_lists_what_an_empty_excluder_or_none_lets_through(tmp_path: Path) 
     expected = ["a/@eaDir/IMG_1.jpg/THUMB.jpg", "a/IMG_1.jpg"]
     assert [relative for relative, _ in walk(tmp_path)] == expected
     assert [relative for relative, _ in walk(tmp_path, Excluder([]))] == expected
+
+
+def test_a_walk_of_a_subtree_applies_patterns_from_the_photo_root(tmp_path: Path) -> None:
+    for relative in ("a/b/IMG_1.jpg", "a/c/IMG_2.jpg", "b/IMG_3.jpg"):
+        make(tmp_path, relative)
+    excluder = Excluder(["a/b", "/c"])
+    found = [relative for relative, _ in walk(tmp_path / "a", excluder.below("a"))]
+    assert found == ["c/IMG_2.jpg"]
 
 
 def test_walk_never_yields_an_excluded_file(tmp_path: Path) -> None:

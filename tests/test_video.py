@@ -30,6 +30,7 @@ BIG = 10**8  # max_pixels that admits every test video
 def write_frames(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
     """An mp4v video of the given (h, w, 3) uint8 BGR frames."""
     height, width = frames[0].shape[:2]
+    assert all(frame.shape == frames[0].shape for frame in frames)  # else the writer drops them
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     assert writer.isOpened()
     for frame in frames:
@@ -129,9 +130,12 @@ def test_a_frame_is_fitted_into_the_square_with_the_models_padding(tmp_path: Pat
     assert abs(float(frame[EDGE // 2].mean()) - 128) < 20
 
 
-def test_black_frames_at_a_position_are_stepped_over(tmp_path: Path) -> None:
-    # 100 frames; 25 % is frame 25: black from 20 to 27, the picture from 28 on.
-    frames = [flat(0) if 20 <= i < 28 else textured(150, seed=i) for i in range(100)]
+@pytest.mark.parametrize("count", [100, 1000])  # steps of 2 frames are decoded, of 20 sought
+def test_black_frames_at_a_position_are_stepped_over(tmp_path: Path, count: int) -> None:
+    # 25 % is frame count / 4: black from there for 3 % of the video, the picture after it.
+    start, end = count // 4 - 5, count // 4 + count * 3 // 100
+    shape = (24, 32)
+    frames = [flat(0, shape) if start <= i < end else textured(150, shape, i) for i in range(count)]
     picked = video_frames(write_frames(tmp_path / "v.mp4", frames), EDGE, BIG, FILL)
     middle = slice(EDGE // 4, EDGE * 3 // 4)
     assert len(picked) == 3

@@ -11,6 +11,8 @@ trailing `/` is ignored: patterns match folders and files alike.
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from collections.abc import Iterable
 
@@ -65,17 +67,30 @@ class Excluder:
         self._component = _compile_any(component, "")
         # A rooted pattern excludes what it matches and everything below it.
         self._rooted = _compile_any(rooted, "(?:/|$)")
+        # Many files share a folder: its answer is worked out once (a tree has far fewer
+        # folders than files; the bound keeps a huge one from growing the cache without end).
+        self._folder_excluded = functools.lru_cache(maxsize=1 << 16)(self._excluded)
+        self._prefix = ""  # where the paths given to `excludes` are relative to
 
     def excludes(self, relative_path: str) -> bool:
         """True when the POSIX path relative to the photo root ("" is the root, never excluded)
         or one of its ancestors matches a pattern."""
-        if not relative_path:
-            return False
-        names, component = self._names, self._component
-        for part in relative_path.split("/"):
-            if part in names or (component is not None and component.fullmatch(part)):
-                return True
-        return self._rooted is not None and self._rooted.match(relative_path) is not None
+        return bool(relative_path) and self._excluded(self._prefix + relative_path)
+
+    def below(self, folder: str) -> Excluder:
+        """This excluder for a walk of the subtree `folder` (relative to the photo root): its
+        `excludes` takes paths relative to `folder`. Shares the compiled patterns."""
+        view = copy.copy(self)
+        view._prefix = self._prefix + folder.strip("/") + "/" if folder.strip("/") else self._prefix
+        return view
+
+    def _excluded(self, path: str) -> bool:
+        folder, _, name = path.rpartition("/")
+        if name in self._names or (self._component and self._component.fullmatch(name)):
+            return True
+        if self._rooted and self._rooted.match(path):
+            return True
+        return bool(folder) and self._folder_excluded(folder)
 
 
 def nothing_excluded(relative_path: str) -> bool:
