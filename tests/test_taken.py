@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
+from photocluster.photos import read_photo
 from photocluster.photos.taken import (
+    MAX_SIDECAR_BYTES,
     NAME_MAX,
     Taken,
     dated_name,
@@ -284,6 +286,18 @@ def test_without_either_the_mtime_is_used(sidecar: bytes | str | None) -> None:
     if sidecar is not None:
         names.append("IMG_1.jpg.json")  # listed, but a vanished one cannot be read
     found = taken_time(photo_bytes(RED), "IMG_1.jpg", names, files.read, MTIME_NS)
+    assert found == Taken(MTIME_NS / 1e9, None, "mtime")
+
+
+def test_a_sidecar_read_photo_refuses_gives_way_to_the_mtime(tmp_path: Path) -> None:
+    (tmp_path / "IMG_1.jpg.json").symlink_to(tmp_path / "elsewhere.json")
+    (tmp_path / "elsewhere.json").write_bytes(sidecar_json(1.6e9, "IMG_1.jpg"))
+
+    def read_file(relative: str) -> bytes:
+        return read_photo(tmp_path / relative, MAX_SIDECAR_BYTES).data
+
+    names = ["IMG_1.jpg", "IMG_1.jpg.json"]
+    found = taken_time(photo_bytes(RED), "IMG_1.jpg", names, read_file, MTIME_NS)
     assert found == Taken(MTIME_NS / 1e9, None, "mtime")
 
 

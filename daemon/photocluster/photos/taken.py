@@ -26,6 +26,8 @@ from typing import Any, Literal
 import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from photocluster.errors import BadPhotoError
+
 logger = logging.getLogger(__name__)
 
 pillow_heif.register_heif_opener()
@@ -51,8 +53,9 @@ def taken_time(
 
     `data` is its content (only the header is parsed; None or b"" for a video),
     `folder_listing` the names in its folder, `read_file` reads a file by its relative path
-    (it may raise OSError), `mtime_ns` the file's mtime. Never raises for bad input: each
-    source that has no usable time gives way to the next.
+    (it may raise OSError or BadPhotoError: `read_photo` with a small `max_bytes` will do),
+    `mtime_ns` the file's mtime. Never raises for bad input: each source that has no usable
+    time gives way to the next.
     """
     if data:
         found = exif_taken(data)
@@ -69,6 +72,9 @@ def taken_time(
 def _sidecar_time(sidecar: str, read_file: Callable[[str], bytes]) -> float | None:
     try:
         data = read_file(sidecar)
+    except BadPhotoError as error:  # a symlink, a FIFO, too large: not a sidecar to trust
+        logger.info("cannot read sidecar %r: %s", sidecar, error.reason)
+        return None
     except OSError as error:
         logger.info("cannot read sidecar %r: %s", sidecar, error.strerror or error)
         return None

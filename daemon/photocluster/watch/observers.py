@@ -90,7 +90,9 @@ class _WatchGroup(InotifyWatchGroup):
         # InotifyWatchGroup._add_all_callbacks with excluded folders pruned from its walk. It is
         # where every watch is added (at the start, for a folder created or moved in, after an
         # overflow), and watchdog has no hook to filter them: an excluded tree (a NAS's
-        # @eaDir holds a folder per photo) must cost no watch and no listing.
+        # @eaDir holds a folder per photo) must cost no watch and no listing. A watched folder
+        # renamed to an excluded name keeps its watches (watchdog moves them along); the
+        # settler drops what they report.
         if self._is_excluded(path):
             return
         is_dir = os.path.isdir(path)
