@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from photocluster.errors import ConfigError
+from photocluster.photos.exclude import DEFAULT_EXCLUDES, pattern_problem
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,15 @@ class PathsConfig:
     photos: Path = Path("photos")
     clusters: Path = Path("clusters")
     state: Path = Path(".photocluster")
+    # Globs relative to `photos` that are never walked or watched (photos.exclude): `exclude`
+    # replaces the defaults, `exclude_extra` adds to whichever list is in force.
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDES
+    exclude_extra: tuple[str, ...] = ()
+
+    @property
+    def exclude_patterns(self) -> tuple[str, ...]:
+        """`exclude` then `exclude_extra`, each pattern once: what `Excluder` takes."""
+        return tuple(dict.fromkeys(self.exclude + self.exclude_extra))
 
 
 @dataclass(frozen=True)
@@ -252,6 +262,8 @@ def _convert(dotted: str, value: Any, default: Any, problems: list[str]) -> Any:
     """Coerce `value` to the type of `default`, or record why it cannot be."""
     if isinstance(default, Path):
         return _convert_path(dotted, value, problems)
+    if isinstance(default, tuple):
+        return _convert_strings(dotted, value, problems)
     if isinstance(default, bool) or isinstance(value, bool):
         if isinstance(value, bool) and isinstance(default, bool):
             return value
@@ -283,6 +295,20 @@ def _convert_path(dotted: str, value: Any, problems: list[str]) -> Path | None:
         return None
 
 
+def _convert_strings(dotted: str, value: Any, problems: list[str]) -> tuple[str, ...] | None:
+    """A TOML array of non-empty strings without NUL as a tuple; each bad item is a problem."""
+    if not isinstance(value, list):
+        problems.append(f"{dotted}: must be a list of strings, got {value!r}")
+        return None
+    bad = [
+        f"{dotted}[{index}]: must be a non-empty string without NUL characters, got {item!r}"
+        for index, item in enumerate(value)
+        if not isinstance(item, str) or not item or "\0" in item
+    ]
+    problems.extend(bad)
+    return None if bad else tuple(value)
+
+
 def _finite(value: Any) -> float | None:
     """`value` as a float when it is a finite number (TOML admits inf and nan), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -295,7 +321,7 @@ def _finite(value: Any) -> float | None:
 
 
 def _resolve_paths(paths: PathsConfig, base: Path, problems: list[str]) -> PathsConfig:
-    resolved = {}
+    resolved: dict[str, Path] = {}
     for key in ("photos", "clusters", "state"):
         path = base / getattr(paths, key)
         try:
@@ -304,7 +330,9 @@ def _resolve_paths(paths: PathsConfig, base: Path, problems: list[str]) -> Paths
         except RuntimeError as error:  # a symlink loop
             problems.append(f"paths.{key}: cannot resolve {str(path)!r}: {error}")
             resolved[key] = path
-    return PathsConfig(**resolved)
+    return dataclasses.replace(
+        paths, photos=resolved["photos"], clusters=resolved["clusters"], state=resolved["state"]
+    )
 
 
 def _check_rules(config: Config) -> list[str]:
@@ -314,6 +342,7 @@ def _check_rules(config: Config) -> list[str]:
         if _lookup(config, key) not in choices
     ]
     problems.extend(_check_paths(config.paths))
+    problems.extend(_check_excludes(config.paths))
     problems.extend(_check_numbers(config))
     if config.embedding.weights != "auto" and config.embedding.preprocessing == "auto":
         problems.append(
@@ -334,6 +363,15 @@ def _check_paths(paths: PathsConfig) -> list[str]:
     if paths.clusters == paths.state:
         problems.append("paths.clusters: must differ from paths.state")
     return problems
+
+
+def _check_excludes(paths: PathsConfig) -> list[str]:
+    return [
+        f"paths.{key}[{index}]: {problem}, got {pattern!r}"
+        for key in ("exclude", "exclude_extra")
+        for index, pattern in enumerate(getattr(paths, key))
+        if (problem := pattern_problem(pattern)) is not None
+    ]
 
 
 def _check_numbers(config: Config) -> list[str]:

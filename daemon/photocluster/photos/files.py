@@ -1,4 +1,4 @@
-"""What counts as a photo, walking a tree of them, and reading one safely.
+"""What counts as a photo or a video, walking a tree of them, and reading a photo safely.
 
 Paths are `str`, POSIX, relative to the photo root; undecodable name bytes arrive as surrogate
 escapes (os.fsdecode) and are passed through untouched. Every per-file problem becomes a
@@ -13,17 +13,24 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from photocluster.errors import BadPhotoError
+from photocluster.photos.exclude import Excluder, nothing_excluded
 
 logger = logging.getLogger(__name__)
 
 PHOTO_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 )
+# ".mp" is the video half of a Pixel motion photo (PXL_x.MP beside its still PXL_x.MP.jpg).
+# Sidecars (*.json, metadata.json, print-subscriptions.json) are neither photo nor video.
+VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".mov", ".m4v", ".3gp", ".webm", ".mkv", ".mp"})
+
+MediaKind = Literal["photo", "video"]
 
 # Names sync clients and browsers give files still being written. Hidden names (".*") cover
 # Syncthing's ".syncthing.x.jpg.tmp", rsync's and Nextcloud's ".x.jpg.XXXX".
@@ -48,31 +55,51 @@ class PhotoFile:
     content_hash: str  # blake2b, 16-byte digest, hex
 
 
-def is_candidate(name: str) -> bool:
-    """True when the basename of `name` has a photo suffix and is not a sync client's temp name."""
+def media_kind(name: str) -> MediaKind | None:
+    """"photo" or "video" by the suffix of the basename of `name`; None for anything else,
+    sync clients' temp names included."""
     base = name.rsplit("/", 1)[-1]
     lowered = base.lower()
     if base.startswith(_TEMP_PREFIXES) or lowered.endswith(_TEMP_SUFFIXES):
-        return False
-    return os.path.splitext(lowered)[1] in PHOTO_SUFFIXES
+        return None
+    suffix = os.path.splitext(lowered)[1]
+    if suffix in PHOTO_SUFFIXES:
+        return "photo"
+    return "video" if suffix in VIDEO_SUFFIXES else None
 
 
-def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Yield (relative POSIX path, lstat) of every candidate regular file under `root`.
+def is_candidate(name: str) -> bool:
+    """True when the basename of `name` has a photo suffix and is not a sync client's temp name."""
+    return media_kind(name) == "photo"
+
+
+def is_media(name: str) -> bool:
+    """True for a photo or a video (`media_kind`); what walk and the watcher take once videos
+    are ingested."""
+    return media_kind(name) is not None
+
+
+def walk(
+    root: Path, excluder: Excluder | None = None, wanted: Callable[[str], bool] = is_candidate
+) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield (relative POSIX path, lstat) of every regular file under `root` whose basename
+    `wanted` accepts (photos by default; `is_media` adds videos).
 
     Symlinks (to files or directories) are never followed, hidden directories are skipped, an
-    unreadable subdirectory is logged and skipped. Paths come in sorted (str) order. If `root`
-    itself cannot be listed the OSError propagates: an unmounted root must not look empty.
+    unreadable subdirectory is logged and skipped. A folder `excluder` excludes is never listed;
+    an excluded file is never yielded. Paths come in sorted (str) order. If `root` itself cannot
+    be listed the OSError propagates: an unmounted root must not look empty.
     """
+    excludes = excluder.excludes if excluder is not None else nothing_excluded
     stack = [iter(_sorted_entries(os.fspath(root), ""))]
     while stack:
         for relative, entry in stack[-1]:
             if entry.is_dir(follow_symlinks=False):
-                if not entry.name.startswith("."):
+                if not entry.name.startswith(".") and not excludes(relative):
                     children = _list_subdir(entry.path, relative)
                     stack.append(iter(children))
                     break
-            elif is_candidate(entry.name):
+            elif wanted(entry.name) and not excludes(relative):
                 found = _regular_lstat(entry)
                 if found is not None:
                     yield relative, found
@@ -129,6 +156,29 @@ def read_photo(path: Path, max_bytes: int) -> PhotoFile:
         raise BadPhotoError("file changed while being read")
     content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
     return PhotoFile(data, before.st_size, before.st_mtime_ns, content_hash)
+
+
+def open_regular(path: Path) -> tuple[int, os.stat_result]:
+    """Open the non-empty regular file at `path` for reading, the way `read_photo` does (no
+    symlink followed, no FIFO blocked on); returns (fd, fstat), the caller closes the fd.
+
+    For readers that cannot take bytes (a video decoder opens a path: give it
+    /proc/self/fd/N). Raises FileNotFoundError when it vanished and BadPhotoError otherwise.
+    """
+    _refuse_non_regular(path)
+    fd = _open_nofollow(path)
+    try:
+        found = os.fstat(fd)
+        _check_type(found.st_mode)
+        if found.st_size == 0:
+            raise BadPhotoError("empty file")
+    except OSError as error:
+        os.close(fd)
+        raise BadPhotoError(f"read error: {error.strerror or error}") from error
+    except BadPhotoError:
+        os.close(fd)
+        raise
+    return fd, found
 
 
 def _refuse_non_regular(path: Path) -> None:

@@ -24,3 +24,8 @@ class Change:
 def is_within(path: str, directory: str) -> bool:
     """True when the relative path `path` is `directory` or lies below it ("" is the root)."""
     return directory == "" or path == directory or path.startswith(directory + "/")
+
+
+def nothing_excluded(relative_path: str) -> bool:
+    """The exclusion rule of a watcher that excludes nothing."""
+    return False

@@ -21,12 +21,11 @@ from types import TracebackType
 
 from watchdog.events import FileSystemEvent
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
 
 from photocluster.config import WATCH_MODES
-from photocluster.watch.change import Change
+from photocluster.watch.change import Change, nothing_excluded
 from photocluster.watch.mounts import filesystem_type, is_remote
-from photocluster.watch.observers import EVENT_FILTER, Enqueue, InotifyObserver
+from photocluster.watch.observers import EVENT_FILTER, Enqueue, InotifyObserver, PollingObserver
 from photocluster.watch.settle import Settler
 
 logger = logging.getLogger(__name__)
@@ -38,7 +37,9 @@ class ChangeFeed:
 
     `is_candidate` decides from a file's base name whether it may be a photo (the daemon passes
     `photos.is_candidate`); files inside hidden folders are never candidates, as in
-    `photos.walk`. `clock` times the settling; waits in `get_batch` are real time.
+    `photos.walk`. A folder `excluded(path relative to the root)` names is neither watched nor
+    listed and nothing at or below it is a change (the daemon passes `Excluder.excludes`).
+    `clock` times the settling; waits in `get_batch` are real time.
     Raises ValueError for an unknown mode; `get_batch` outside the with-block raises RuntimeError.
     """
 
@@ -50,6 +51,7 @@ class ChangeFeed:
         poll_interval: float,
         is_candidate: Callable[[str], bool],
         clock: Callable[[], float] = time.monotonic,
+        excluded: Callable[[str], bool] = nothing_excluded,
     ) -> None:
         if mode not in WATCH_MODES:
             raise ValueError(f"watch mode must be one of {', '.join(WATCH_MODES)}, got {mode!r}")
@@ -58,12 +60,13 @@ class ChangeFeed:
         self._settle = settle_seconds
         self._poll_interval = poll_interval
         self._is_candidate = is_candidate
+        self._excluded = excluded
         self._clock = clock
         # How often a waiting get_batch looks at the queue and the root.
         self._tick = min(max(settle_seconds / 4, 0.02), 0.25)
         self._events: queue.SimpleQueue[FileSystemEvent] = queue.SimpleQueue()
         self._handler = Enqueue(self._events)
-        self._settler = Settler(self._root, is_candidate, settle_seconds)
+        self._settler = Settler(self._root, is_candidate, settle_seconds, excluded)
         self._observer: BaseObserver | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the watched root
         self._refused: tuple[int, int] | None = None  # an empty root we logged as suspect
@@ -163,24 +166,24 @@ class ChangeFeed:
     def _watch(self, identity: tuple[int, int]) -> bool:
         """Start an observer on the root; False if the root vanished meanwhile."""
         watch_path = os.path.realpath(self._root)  # inotify does not follow a symlinked root
-        self._settler = Settler(watch_path, self._is_candidate, self._settle)
+        self._settler = Settler(watch_path, self._is_candidate, self._settle, self._excluded)
         try:
-            self._observer = self._start_observer(watch_path)
+            self._observer, self._polling = self._start_observer(watch_path)
         except (FileNotFoundError, NotADirectoryError):
             return False
-        self._polling = isinstance(self._observer, PollingObserver)
         self._settler.verify_deletes = self._polling
         self._identity, self._present = identity, True
         return True
 
-    def _start_observer(self, watch_path: str) -> BaseObserver:
+    def _start_observer(self, watch_path: str) -> tuple[BaseObserver, bool]:
+        """A started observer on `watch_path`, and whether it polls."""
         mode = self._mode
         if mode == "auto":
             fstype = filesystem_type(watch_path)
             mode = "polling" if fstype is not None and is_remote(fstype) else "inotify"
         if mode == "inotify":
             try:
-                observer = self._started(InotifyObserver(), watch_path)
+                observer = self._started(InotifyObserver(self._excluded), watch_path)
             except OSError as error:
                 if error.errno in (errno.ENOENT, errno.ENOTDIR):
                     raise
@@ -189,10 +192,11 @@ class ChangeFeed:
                 )
             else:
                 logger.info("watching %s with inotify", watch_path)
-                return observer
-        observer = self._started(PollingObserver(timeout=self._poll_interval), watch_path)
+                return observer, False
+        polling = PollingObserver(watch_path, self._excluded, timeout=self._poll_interval)
+        observer = self._started(polling, watch_path)
         logger.info("watching %s by polling every %g s", watch_path, self._poll_interval)
-        return observer
+        return observer, True
 
     def _started(self, observer: BaseObserver, watch_path: str) -> BaseObserver:
         observer.schedule(self._handler, watch_path, recursive=True, event_filter=EVENT_FILTER)

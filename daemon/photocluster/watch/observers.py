@@ -1,13 +1,18 @@
-"""The watchdog side: an enqueue-only handler, the event filter, and an inotify observer that
-reports kernel queue overflows (watchdog 7 logs them and rebuilds its watches but tells no
-handler, so the emitter below queues an overflow event in-band)."""
+"""The watchdog side: an enqueue-only handler, the event filter, and the two observers.
+
+The inotify observer reports kernel queue overflows (watchdog 7 logs them and rebuilds its
+watches but tells no handler, so the emitter below queues an overflow event in-band) and adds
+no watch below an excluded folder; the polling observer never lists one.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -25,8 +30,13 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyFD
+from watchdog.observers.polling import PollingEmitter
+
+from photocluster.watch.change import nothing_excluded
 
 OVERFLOW = "overflow"
+
+Excluded = Callable[[str], bool]  # a path relative to the watched root -> never watch it
 
 
 class Enqueue(FileSystemEventHandler):
@@ -48,12 +58,13 @@ class OverflowEvent(FileSystemEvent):
 
 class InotifyObserver(BaseObserver):
     """watchdog's inotify observer, built through BaseObserver's public `emitter_class` seam
-    (watchdog's own InotifyObserver fixes its emitter) with the overflow-reporting emitter."""
+    (watchdog's own InotifyObserver fixes its emitter) with our emitter: it reports overflows
+    and watches no folder for which `excluded(path relative to the watched root)` holds."""
 
-    def __init__(self) -> None:
+    def __init__(self, excluded: Excluded = nothing_excluded) -> None:
         self._inotify_fd = InotifyFD()  # one kernel queue shared by this observer's emitters
         self._inotify_fd.start()
-        super().__init__(_OverflowReportingEmitter, inotify_fd=self._inotify_fd)
+        super().__init__(_Emitter, inotify_fd=self._inotify_fd, excluded=excluded)
 
     def on_thread_stop(self) -> None:
         super().on_thread_stop()
@@ -66,30 +77,75 @@ def _ignore() -> None:
 
 
 @dataclass
-class _OverflowReportingGroup(InotifyWatchGroup):
+class _WatchGroup(InotifyWatchGroup):
     on_overflow: Callable[[], None] = field(default=_ignore)
+    excluded: Excluded = field(default=nothing_excluded)
 
     def on_queue_overflow(self) -> None:
         super().on_queue_overflow()
         if self.is_active:
             self.on_overflow()
 
+    def _add_all_callbacks(self, path: bytes) -> None:
+        # InotifyWatchGroup._add_all_callbacks with excluded folders pruned from its walk. It is
+        # where every watch is added (at the start, for a folder created or moved in, after an
+        # overflow), and watchdog has no hook to filter them: an excluded tree (a NAS's
+        # @eaDir holds a folder per photo) must cost no watch and no listing. A watched folder
+        # renamed to an excluded name keeps its watches (watchdog moves them along); the
+        # settler drops what they report.
+        if self._is_excluded(path):
+            return
+        is_dir = os.path.isdir(path)
+        self._add_callback(path)
+        if not (is_dir and self.is_recursive):
+            return
+        for root, dirnames, _ in os.walk(path, followlinks=self.follow_symlink):
+            dirnames[:] = [d for d in dirnames if not self._is_excluded(os.path.join(root, d))]
+            for dirname in dirnames:
+                full_path = os.path.join(root, dirname)
+                if self.follow_symlink or not os.path.islink(full_path):
+                    self._add_callback(full_path)
 
-class _OverflowReportingEmitter(InotifyEmitter):
+    def _is_excluded(self, path: bytes) -> bool:
+        prefix = self.path.rstrip(b"/") + b"/"
+        return path.startswith(prefix) and self.excluded(os.fsdecode(path[len(prefix) :]))
+
+
+class _Emitter(InotifyEmitter):
+    def __init__(self, *args: Any, excluded: Excluded = nothing_excluded, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._excluded = excluded
+
     def on_thread_start(self) -> None:
-        # InotifyEmitter.on_thread_start, with the overflow-reporting watch group: watchdog has
-        # no hook for overflows, so this one method mirrors its parent's.
-        self._inotify = _OverflowReportingGroup(
+        # InotifyEmitter.on_thread_start, with our watch group: watchdog has no hook for
+        # overflows or for filtering watches, so this one method mirrors its parent's.
+        self._inotify = _WatchGroup(
             self._inotify_fd,
             os.fsencode(self.watch.path),
             is_recursive=self.watch.is_recursive,
             event_mask=self.get_event_mask_from_filter(),
             follow_symlink=self.watch.follow_symlink,
             on_overflow=self._queue_overflow,
+            excluded=self._excluded,
         )
 
     def _queue_overflow(self) -> None:
         self.queue_event(OverflowEvent(self.watch.path))
+
+
+class PollingObserver(BaseObserver):
+    """watchdog's polling observer, whose listings of the folder `root` leave out what
+    `excluded(path relative to root)` names: an excluded folder is never listed."""
+
+    def __init__(self, root: str, excluded: Excluded = nothing_excluded, *, timeout: float) -> None:
+        listing = functools.partial(_listing, root.rstrip("/") + "/", excluded)
+        super().__init__(PollingEmitter, timeout=timeout, listdir=listing)
+
+
+def _listing(prefix: str, excluded: Excluded, path: str | None) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(path if path is not None else ".") as entries:
+        kept = [entry for entry in entries if not excluded(entry.path.removeprefix(prefix))]
+    return iter(kept)
 
 
 # Also keeps open and close-without-write out of the kernel queue (settle.WRITES).

@@ -25,7 +25,7 @@ from watchdog.events import (
     FileSystemEvent,
 )
 
-from photocluster.watch.change import Change, is_within
+from photocluster.watch.change import Change, is_within, nothing_excluded
 from photocluster.watch.observers import OVERFLOW
 
 logger = logging.getLogger(__name__)
@@ -52,10 +52,17 @@ class _PendingRescan:
 class Settler:
     """Turns raw events into changes. Single-threaded; times come from the caller's clock."""
 
-    def __init__(self, root: str, is_candidate: Callable[[str], bool], settle: float) -> None:
+    def __init__(
+        self,
+        root: str,
+        is_candidate: Callable[[str], bool],
+        settle: float,
+        excluded: Callable[[str], bool] = nothing_excluded,
+    ) -> None:
         self._root = root
         self._prefix = root.rstrip("/") + "/"
         self._is_candidate = is_candidate
+        self._excluded = excluded  # relative path -> below an excluded folder: no event counts
         self._settle = settle
         self._files: dict[str, _PendingFile] = {}
         self._rescans: dict[str, _PendingRescan] = {}
@@ -186,10 +193,14 @@ class Settler:
         return [Change("rescan", directory) for directory in quiet]
 
     def _relative(self, raw_path: bytes | str) -> str | None:
+        """The path relative to the root; None outside it or at or below an excluded path."""
         path = os.fsdecode(raw_path)
         if path == self._root:
             return ""
-        return path[len(self._prefix) :] if path.startswith(self._prefix) else None
+        if not path.startswith(self._prefix):
+            return None
+        relative = path[len(self._prefix) :]
+        return None if self._excluded(relative) else relative
 
     def _is_photo(self, path: str) -> bool:
         *folders, name = path.split("/")
