@@ -14,6 +14,7 @@ from bench.common import REPO, Section, machine
 SUITES: dict[str, tuple[str, bool]] = {
     "throughput": ("bench.throughput", True),
     "quality": ("bench.quality", True),
+    "stability": ("bench.stability", False),  # 15-25 minutes on 2 shared cores
     "scale": ("bench.scale", False),
     "latency": ("bench.latency", True),
     "reliability": ("bench.reliability", False),

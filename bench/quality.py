@@ -1,12 +1,12 @@
-"""Cluster quality and folder stability on the labelled photo sets (DESIGN.md, "Measuring").
+"""Cluster quality on the labelled photo sets (DESIGN.md, "Measuring").
 
 Quality: adjusted Rand index and NMI of the clusters against the folder labels of `setA` and
 `setC`, and the K the elbow chooses, for raw pixels, the pipeline as shipped, and each variant
 tried (input handling, pooling, post-processing, k-means). Input and pooling variants are run
 here, not in the package: the package's VGG16 conv base and weights embed the photos decoded
 the way each variant asks, and the conv maps are cached in bench/out/quality/ so each variant
-is embedded once per checkout. Stability: the share of photos whose cluster folder keeps its
-name when 10% more photos arrive, and when nothing changed.
+is embedded once per checkout. Folder stability as the library grows is bench/stability.py's
+(`python -m bench stability`), on the same cached vectors.
 
 `python -m bench quality` fills the cache where needed (a few minutes per variant on 2 cores)
 and writes the tables; quick mode only scores the shipped pipeline, from the cache when there.
@@ -43,7 +43,6 @@ MAX_PIXELS = 100_000_000
 BATCH = 16
 RAW_EDGE = 32  # raw-pixel baseline: 32x32 RGB, flattened
 K_MAX_RANGE = (12, 16, 20, 24, 30)
-HOLDOUT = 10  # stability: every photo whose index % HOLDOUT == offset arrives later
 # ImageNet mean colour: padding with it is zero after the torch normalisation
 MEAN_RGB = (124, 116, 104)
 SETTINGS = ClusteringConfig()  # the documented defaults: k 2..24, sample 20 000, seed 0
@@ -324,7 +323,7 @@ def shipped_score(set_name: str, seeds: tuple[int, ...] = SEEDS,
     result = Score()
     for seed in seeds:
         settings = ClusteringConfig(seed=seed)
-        found = recluster.compute(_snapshot(vectors), settings)
+        found = recluster.compute(_snapshot(vectors, settings))
         names = [found.assignment[i] for i in range(len(vectors))]
         result.ks.append(found.info.k)
         result.ari.append(float(adjusted_rand_score(truth, names)))
@@ -332,11 +331,9 @@ def shipped_score(set_name: str, seeds: tuple[int, ...] = SEEDS,
     return result
 
 
-def _snapshot(vectors: Vectors, previous: dict[int, str] | None = None,
-              previous_k: int | None = None, used: frozenset[str] = frozenset()
-              ) -> recluster.Snapshot:
+def _snapshot(vectors: Vectors, settings: ClusteringConfig) -> recluster.Snapshot:
     ids = np.arange(len(vectors), dtype=np.int64)
-    return recluster.Snapshot(ids, vectors, previous or {}, used, previous_k)
+    return recluster.Snapshot(ids, vectors, {}, frozenset(), None, settings)
 
 
 def raw_pixels(set_name: str) -> tuple[float, float]:
@@ -352,46 +349,6 @@ def raw_pixels(set_name: str) -> tuple[float, float]:
         aris.append(float(adjusted_rand_score(truth, guess)))
         nmis.append(float(normalized_mutual_info_score(truth, guess)))
     return statistics.mean(aris), statistics.mean(nmis)
-
-
-# stability
-
-
-@dataclass(frozen=True)
-class Stability:
-    kept_after_growth: float  # share of the first photos whose folder name did not change
-    kept_unchanged: float  # a forced recluster of the same photos
-    ks: tuple[int, int]
-
-
-def stability(vectors: Vectors, offset: int) -> Stability:
-    """Recluster 90% of the photos, place the other 10% live, recluster all, then again."""
-    count = len(vectors)
-    later = np.arange(count) % HOLDOUT == offset
-    first_ids = np.flatnonzero(~later)
-    first = recluster.compute(_subset_snapshot(vectors, first_ids, {}, None, frozenset()),
-                              SETTINGS)
-    names = sorted(first.centroids)
-    centroids = np.stack([first.centroids[n] for n in names])  # (k, 512)
-    placed = clustering.nearest(vectors[later], centroids)
-    previous = {**first.assignment,
-                **{int(i): names[int(j)] for i, j in zip(np.flatnonzero(later), placed,
-                                                          strict=True)}}
-    used = frozenset(first.centroids)
-    second = recluster.compute(
-        _subset_snapshot(vectors, np.arange(count), previous, first.info.k, used), SETTINGS)
-    again = recluster.compute(
-        _subset_snapshot(vectors, np.arange(count), second.assignment, second.info.k,
-                         used | frozenset(second.centroids)), SETTINGS)
-    grown = sum(second.assignment[i] == first.assignment[i] for i in first.assignment)
-    same = sum(again.assignment[i] == second.assignment[i] for i in second.assignment)
-    return Stability(grown / len(first.assignment), same / count,
-                     (first.info.k, second.info.k))
-
-
-def _subset_snapshot(vectors: Vectors, ids: npt.NDArray[np.int64], previous: dict[int, str],
-                     previous_k: int | None, used: frozenset[str]) -> recluster.Snapshot:
-    return recluster.Snapshot(ids.astype(np.int64), vectors[ids], previous, used, previous_k)
 
 
 # how the chosen K moves with the range swept
@@ -500,17 +457,6 @@ def _quality_rows(set_name: str) -> list[list[object]]:
     return rows
 
 
-def _stability_rows(set_name: str) -> list[list[object]]:
-    vectors = vectors_for(set_name, SHIPPED)
-    assert vectors is not None
-    rows: list[list[object]] = []
-    for offset in range(3):
-        found = stability(vectors, offset)
-        rows.append([set_name, f"photos {offset} mod {HOLDOUT}", f"{found.ks[0]} -> {found.ks[1]}",
-                     f"{found.kept_after_growth:.3f}", f"{found.kept_unchanged:.3f}"])
-    return rows
-
-
 def run(quick: bool) -> Section:
     command = "python -m bench quality"
     figures: dict[str, float | str] = {}
@@ -525,26 +471,19 @@ def run(quick: bool) -> Section:
     if quick:
         return Section("Cluster quality", command, "", figures)
     quality = [row for set_name in SETS for row in _quality_rows(set_name)]
-    stable = [row for set_name in SETS for row in _stability_rows(set_name)]
-    for row in stable:
-        key = f"{row[0]}_kept_after_growth"
-        figures[key] = min(str(figures.get(key, row[3])), str(row[3]))
     ranges = [row for set_name in SETS for row in k_range_rows(set_name)]
     limits = [row for set_name in SETS for row in _bound_rows(set_name)]
-    return Section("Cluster quality", command, _body(quality, stable, ranges, limits), figures)
+    return Section("Cluster quality", command, _body(quality, ranges, limits), figures)
 
 
-def _body(quality: list[list[object]], stable: list[list[object]],
-          ranges: list[list[object]], limits: list[list[object]]) -> str:
+def _body(quality: list[list[object]], ranges: list[list[object]],
+          limits: list[list[object]]) -> str:
     header = ["set", "variant", "embed cost", "K chosen (seeds 0-4)", "ARI chosen K (seed 0)",
               "ARI chosen K (mean)", "ARI true K (mean)", "NMI true K (mean)",
               "NMI chosen K (mean)"]
     return "\n\n".join([
         INTRO,
         table(header, quality),
-        STABILITY_INTRO,
-        table(["set", "10% arriving later", "K first -> after", "names kept after growth",
-               "names kept, forced recluster of the same photos"], stable),
         RANGE_INTRO,
         table(["set", "elbow growth"] + [f"k 2..{k_max}: K / ARI" for k_max in K_MAX_RANGE],
               ranges),
@@ -559,11 +498,6 @@ INTRO = """\
 ARI / NMI against the folder labels; K from the elbow (`clustering.choose_k`, k 2..24) unless
 "true K". Each variant runs the clustering with seeds 0-4 (the daemon uses seed 0); means are
 over those seeds. Embedding cost is relative to the pipeline's one 224x224 pass per photo."""
-
-STABILITY_INTRO = """\
-Stability (shipped pipeline, `recluster.compute`): recluster 90% of the photos, place the other
-10% on the nearest centroid (as the daemon does between reclusters), recluster everything with
-the previous K and names, then recluster the same photos once more."""
 
 RANGE_INTRO = """\
 The knee moves with the range swept (kneedle normalises k over `k_min..k_max`): K chosen and
@@ -590,8 +524,9 @@ Findings (issue 5). Kept, in `clustering.py` / `recluster.py`:
   less inertia. Measured on the stretched input: without it setC kept 0.77-0.87 of its folder
   names after 10% more photos (fresh optima were 0.1-0.5% apart in inertia); with it 0.96-1.0.
   setA keeps 1.0 either way. On the padded input now shipped, setC keeps 0.98 when the 90%
-  subset's elbow K equals the full set's, and 0.53-0.78 when it does not (13 -> 9, 8 -> 9 in
-  the stability table): K selection on setC's flat curve, not the name matching, bounds it.
+  subset's elbow K equals the full set's, and 0.53-0.78 when it does not (13 -> 9, 8 -> 9):
+  K selection on setC's flat curve, not the name matching, bounded it. Issue 13 added
+  hysteresis on K and on the partition; see "Folder stability" below.
 
 Tried and not kept: centring, spherical k-means (each within +-0.01 on both sets, the seed
 noise), PCA whitening with shrinkage (no better at 32 dims, far worse at 128: a few hundred
@@ -603,7 +538,7 @@ Feature side: with the stretched input, setA sits at its bound (0.95: the best o
 runs at K = 8 does no better). **Padding to a square instead of stretching** (aspect kept,
 ImageNet-mean border) lifts setA to 0.97 at no cost and leaves setC's mean ARI unchanged within
 the seed noise (seed 0 alone: 0.394 -> 0.365); it is shipped (`photos.decode_rgb`). The trade:
-setC's elbow K varies more between 90% subsets with it (see the stability table).
+setC's elbow K varies more between 90% subsets with it (see "Folder stability").
 GeM p=3 on top reaches 0.997 on setA but loses about 0.02 on setC; a centre crop, flip
 averaging (2x), the 14x14 block5_conv3 maps and a 320 input (2x) bring nothing on both.
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 from photocluster import clustering
@@ -72,7 +73,16 @@ def structureless(count: int, dims: int, seed: int) -> Vectors:
     return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
 
 
-INVERSE_K = [1.0 / k for k in range(2, 25)]  # kneed puts the knee at 7; scores flat around it
+INVERSE_K = [1.0 / k for k in range(2, 25)]  # kneed puts the knee at 7
+
+
+def bent(knee: int, before: float, after: float) -> list[float]:
+    """Inertias over k = 2..24 falling by `before` per k up to `knee`, by `after` beyond it."""
+    return [300.0 - before * (min(k, knee) - 2) - after * max(0, k - knee) for k in range(2, 25)]
+
+
+MARGINAL_KNEE = bent(8, 10.0, 5.0)  # the 8th cluster removes only twice what later ones do
+CLEAR_KNEE = bent(8, 10.0, 2.0)  # five times
 
 
 # choose_k
@@ -164,31 +174,62 @@ def test_choose_k_on_a_flat_curve_picks_the_fewest_clusters(
     assert (curve.chosen_k, curve.knee_found) == (2, False)
 
 
-def test_choose_k_keeps_a_larger_previous_k_when_the_curve_barely_prefers_the_knee(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("previous_k", [6, 7, 10, 12])
+def test_choose_k_keeps_the_previous_k_when_the_knee_is_only_marginally_better(
+    monkeypatch: pytest.MonkeyPatch, previous_k: int
 ) -> None:
-    monkeypatch.setattr(clustering, "_sweep", fake_sweep(INVERSE_K))
+    monkeypatch.setattr(clustering, "_sweep", fake_sweep(MARGINAL_KNEE))
     vectors, _ = make_blobs(100, 2, 16)
 
-    assert choose_k(vectors, 2, 24, 20000, seed=0).chosen_k == 7
-    assert choose_k(vectors, 2, 24, 20000, seed=0, previous_k=8).chosen_k == 8
-    assert choose_k(vectors, 2, 24, 20000, seed=0, previous_k=10).chosen_k == 7
+    assert choose_k(vectors, 2, 24, 20000, seed=0).chosen_k == 8
+    assert choose_k(vectors, 2, 24, 20000, seed=0, previous_k=previous_k).chosen_k == previous_k
 
 
-def test_choose_k_drops_a_smaller_previous_k_that_loses_real_inertia(
+@pytest.mark.parametrize("previous_k", [3, 6, 7, 9, 12, 20])
+def test_choose_k_moves_to_a_clearly_better_knee(
+    monkeypatch: pytest.MonkeyPatch, previous_k: int
+) -> None:
+    monkeypatch.setattr(clustering, "_sweep", fake_sweep(CLEAR_KNEE))
+    vectors, _ = make_blobs(100, 2, 16)
+
+    assert choose_k(vectors, 2, 24, 20000, seed=0, previous_k=previous_k).chosen_k == 8
+
+
+def test_choose_k_drops_a_previous_k_far_past_a_marginal_knee(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(clustering, "_sweep", fake_sweep(MARGINAL_KNEE))
+    vectors, _ = make_blobs(100, 2, 16)
+
+    assert choose_k(vectors, 2, 24, 20000, seed=0, previous_k=22).chosen_k == 8
+
+
+def test_choose_k_keeps_a_previous_k_near_the_knee_of_structureless_vectors() -> None:
+    noise = structureless(300, 16, seed=3)
+    fresh = choose_k(noise, 2, 12, 20000, seed=0).chosen_k
+
+    for previous_k in (fresh - 1, fresh + 1):
+        assert choose_k(noise, 2, 12, 20000, seed=0, previous_k=previous_k).chosen_k == previous_k
+
+
+def test_choose_k_moves_to_the_knee_of_a_one_over_k_curve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the 7th cluster removes four times the inertia that each later one does
     monkeypatch.setattr(clustering, "_sweep", fake_sweep(INVERSE_K))
     vectors, _ = make_blobs(100, 2, 16)
 
     assert choose_k(vectors, 2, 24, 20000, seed=0, previous_k=6).chosen_k == 7
+    assert choose_k(vectors, 2, 24, 20000, seed=0, previous_k=10).chosen_k == 7
 
 
-def test_choose_k_moves_away_from_a_wrong_previous_k_on_clear_blobs() -> None:
-    vectors, _ = make_blobs(500, 5, 64)
+@pytest.mark.parametrize(("blobs", "dims"), [(5, 64), (8, 512)])
+def test_choose_k_moves_away_from_a_wrong_previous_k_on_clear_blobs(blobs: int, dims: int) -> None:
+    vectors, _ = make_blobs(100 * blobs, blobs, dims)
 
-    for previous_k in (2, 4, 6, 9, 30):
-        assert choose_k(vectors, 2, 10, 20000, seed=0, previous_k=previous_k).chosen_k == 5
+    for previous_k in (2, blobs - 1, blobs + 1, blobs + 4, 30):
+        curve = choose_k(vectors, 2, 14, 20000, seed=0, previous_k=previous_k)
+        assert curve.chosen_k == blobs
 
 
 def test_choose_k_keeps_the_previous_k_when_it_is_the_knee() -> None:
@@ -346,11 +387,49 @@ def test_fit_from_a_start_on_more_vectors_than_its_sample(monkeypatch: pytest.Mo
     assert np.array_equal(nearest(vectors, centroids), labels)
 
 
-def test_fit_rejects_a_start_of_the_wrong_shape() -> None:
+def agreement(before: Labels, after: Labels) -> float:
+    """Share of points whose cluster continues: old and new labels paired one to one
+    (Hungarian), as the names follow them."""
+    table = np.zeros((before.max() + 1, after.max() + 1), dtype=np.int64)  # (old, new)
+    np.add.at(table, (before, after), 1)
+    rows, columns = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, columns].sum() / len(before))
+
+
+@pytest.mark.parametrize(("previous", "k", "kept"), [(6, 7, 0.75), (6, 5, 0.75), (6, 8, 0.6),
+                                                     (6, 4, 0.6)])
+def test_fit_from_previous_clusters_of_another_k_keeps_most_points_in_place(
+    previous: int, k: int, kept: float
+) -> None:
+    vectors = structureless(400, 16, seed=1)  # many equally good clusterings: nothing is forced
+    older = np.arange(400) % 10 != 0  # 10% arrive later
+    before, _ = fit(vectors[older], previous, seed=0)
+    start = member_means(vectors[older], before, previous)
+
+    warm, _ = fit(vectors, k, seed=0, start=start)
+    fresh, _ = fit(vectors, k, seed=0)
+
+    assert len(set(warm.tolist())) == k
+    assert agreement(before, warm[older]) >= kept  # each split or merge moves about 1/12
+    assert agreement(before, fresh[older]) < 0.5  # why the start matters
+
+
+def test_fit_merges_the_two_closest_previous_clusters() -> None:
+    vectors, truth = make_blobs(500, 5, 64)
+    cut = np.where((truth == 0) & (np.arange(500) % 2 == 0), 5, truth)  # blob 0 in two halves
+    start = member_means(vectors, cut, 6)
+
+    labels, _ = fit(vectors, 5, seed=0, start=start)
+
+    assert adjusted_rand_score(truth, labels) == 1.0
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (0, 8), (8,)])
+def test_fit_rejects_a_start_of_the_wrong_shape(shape: tuple[int, ...]) -> None:
     vectors, _ = make_blobs(40, 2, 8)
 
     with pytest.raises(ValueError, match="start"):
-        fit(vectors, 2, seed=0, start=np.zeros((3, 8), dtype=np.float32))
+        fit(vectors, 2, seed=0, start=np.zeros(shape, dtype=np.float32))
 
 
 @pytest.mark.parametrize("k", [0, 11])

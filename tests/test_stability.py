@@ -42,35 +42,91 @@ def test_previous_centres_are_the_member_means_in_name_order() -> None:
     vectors = np.eye(4, dtype=np.float32)  # (4, 4)
     snap = snapshot(vectors, {0: "b", 1: "a", 2: "b"})  # photo 3 has no cluster yet
 
-    centres = recluster.previous_centres(snap, 2)
+    centres = recluster.previous_centres(snap)
 
     assert centres is not None
     assert np.allclose(centres, [[0, 1, 0, 0], [0.5, 0, 0.5, 0]])
 
 
-def test_previous_centres_are_none_when_the_number_of_clusters_changed() -> None:
-    snap = snapshot(np.eye(3, dtype=np.float32), {0: "a", 1: "b", 2: "b"})
+def test_previous_centres_count_the_clusters_present_and_are_none_without_any() -> None:
+    snap = snapshot(np.eye(3, dtype=np.float32), {0: "a", 1: "b", 2: "b", 7: "gone"})
 
-    assert recluster.previous_centres(snap, 3) is None
-    assert recluster.previous_centres(snapshot(np.eye(3, dtype=np.float32)), 2) is None
+    centres = recluster.previous_centres(snap)
+
+    assert centres is not None and centres.shape == (2, 3)
+    assert recluster.previous_centres(snapshot(np.eye(3, dtype=np.float32))) is None
+
+
+def first_and_placed(
+    vectors: np.ndarray, older: np.ndarray, settings: ClusteringConfig
+) -> tuple[recluster.Result, dict[int, str]]:
+    """A recluster of the `older` photos, and every photo's folder after the rest arrived and
+    went to the nearest centroid (as the daemon does between reclusters)."""
+    first = recluster.compute(
+        recluster.Snapshot(older, vectors[older], {}, frozenset(), None, settings)
+    )
+    names = sorted(first.centroids)
+    placed = recluster.clustering.nearest(vectors, np.stack([first.centroids[n] for n in names]))
+    return first, {i: first.assignment.get(i, names[int(placed[i])]) for i in range(len(vectors))}
 
 
 def test_recluster_after_ten_percent_more_photos_keeps_the_folders_of_the_rest() -> None:
     vectors = structureless(400, 16, seed=1)  # the hard case: many equally good clusterings
     settings = ClusteringConfig(k_min=6, k_max=6)
     older = np.flatnonzero(np.arange(400) % 10 != 0)
-    first = recluster.compute(
-        recluster.Snapshot(older, vectors[older], {}, frozenset(), None, settings)
-    )
-    names = sorted(first.centroids)
-    placed = recluster.clustering.nearest(vectors, np.stack([first.centroids[n] for n in names]))
-    previous = {i: first.assignment.get(i, names[int(placed[i])]) for i in range(400)}
+    first, previous = first_and_placed(vectors, older, settings)
 
-    second = recluster.compute(snapshot(vectors, previous, 6, frozenset(names), settings))
+    second = recluster.compute(
+        snapshot(vectors, previous, 6, frozenset(first.centroids), settings)
+    )
 
     kept = np.mean([second.assignment[int(i)] == first.assignment[int(i)] for i in older])
     assert kept >= 0.95
     assert second.info.changed == sum(second.assignment[i] != previous[i] for i in range(400))
+
+
+@pytest.mark.parametrize("k", [5, 7])
+def test_recluster_to_another_k_keeps_the_folders_of_most_photos(k: int) -> None:
+    vectors = structureless(400, 16, seed=1)
+    older = np.flatnonzero(np.arange(400) % 10 != 0)
+    first, previous = first_and_placed(vectors, older, ClusteringConfig(k_min=6, k_max=6))
+
+    second = recluster.compute(snapshot(vectors, previous, 6, frozenset(first.centroids),
+                                        ClusteringConfig(k_min=k, k_max=k)))
+
+    kept = np.mean([second.assignment[int(i)] == first.assignment[int(i)] for i in older])
+    assert second.info.k == k
+    assert kept >= 0.75  # one cluster split or merged (1/12 of the photos) and Lloyd's drift
+
+
+@pytest.mark.parametrize("offset", [-1, 1])
+def test_recluster_keeps_k_when_the_elbow_only_marginally_prefers_another(offset: int) -> None:
+    vectors = structureless(300, 16, seed=3)
+    settings = ClusteringConfig(k_min=2, k_max=12)
+    k = recluster.compute(snapshot(vectors, settings=settings)).info.k + offset
+    first, previous = first_and_placed(vectors, np.arange(300), ClusteringConfig(k_min=k, k_max=k))
+
+    again = recluster.compute(snapshot(vectors, previous, k, frozenset(first.centroids), settings))
+
+    assert again.info.k == k
+    assert again.info.changed <= 0.05 * 300
+
+
+def test_recluster_moves_to_a_clearly_better_k_and_keeps_the_untouched_names() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((6, 64))  # six clear blobs
+    truth = np.arange(600) % 6
+    vectors = centres[truth] + 0.05 * rng.standard_normal((600, 64))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    names = ["beach", "cats", "dogs", "food", "snow"]
+    previous = {i: names[min(int(truth[i]), 4)] for i in range(600)}  # blobs 4 and 5 lumped
+
+    again = recluster.compute(snapshot(vectors, previous, 5, frozenset(names),
+                                       ClusteringConfig(k_min=2, k_max=12)))
+
+    assert again.info.k == 6
+    assert all(again.assignment[i] == previous[i] for i in range(600) if truth[i] < 4)
+    assert again.info.changed == 100  # one half of the lumped cluster got a new folder
 
 
 def test_recluster_of_unchanged_vectors_keeps_every_name_and_changes_nothing() -> None:

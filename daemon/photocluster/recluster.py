@@ -66,7 +66,7 @@ def compute(snap: Snapshot) -> Result:
         settings.seed,
         snap.previous_k,
     )
-    start = previous_centres(snap, curve.chosen_k)
+    start = previous_centres(snap)  # fit brings them to chosen_k clusters if K changed
     labels, centroids = clustering.fit(snap.vectors, curve.chosen_k, settings.seed, start)
     by_id = {int(i): int(label) for i, label in zip(snap.ids, labels, strict=True)}
     names = clustering.match_names(snap.previous, by_id, snap.used_names, settings.min_overlap)
@@ -87,19 +87,20 @@ def compute(snap: Snapshot) -> Result:
     return Result(assignment, centres, info, seen, snap.changes)
 
 
-def previous_centres(snap: Snapshot, k: int) -> np.ndarray | None:
-    """(k, 512) float32 mean vector of each previous cluster, when there are exactly `k` of
-    them among the snapshot's photos (photos placed live since count); else None. K-means
+def previous_centres(snap: Snapshot) -> np.ndarray | None:
+    """(j, 512) float32 mean vector of each of the j previous clusters among the snapshot's
+    photos (photos placed live since count), in name order; None when there are none. K-means
     starting from them keeps folders in place when the library only grew a little."""
     names = [snap.previous.get(int(photo), "") for photo in snap.ids]  # "": no cluster yet
     known = sorted(set(names) - {""})
-    if len(known) != k:
+    if not known:
         return None
     column = {name: index for index, name in enumerate(known)}
     rows = np.array([column.get(name, -1) for name in names])  # (n,) int
     # one masked pass per cluster: np.add.at over 1M rows takes minutes, this a second
-    means = [snap.vectors[rows == index].mean(axis=0, dtype=np.float64) for index in range(k)]
-    return np.stack(means).astype(np.float32)  # (k, 512)
+    means = [snap.vectors[rows == index].mean(axis=0, dtype=np.float64)
+             for index in range(len(known))]
+    return np.stack(means).astype(np.float32)  # (j, 512)
 
 
 def commit(result: Result, store: Store) -> None:
