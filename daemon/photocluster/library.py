@@ -24,7 +24,7 @@ from photocluster import ingest, locking, photos, placement, recluster, weights
 from photocluster.config import Config
 from photocluster.embedder import Embedder, Vgg16Embedder, configure_threads
 from photocluster.errors import StateError
-from photocluster.progress import Progress
+from photocluster.progress import Progress, Pulse, checkpoint, no_pulse
 from photocluster.store import Store
 from photocluster.tree import ClusterTree
 from photocluster.tree.overview import THUMBNAIL_EDGE
@@ -36,16 +36,25 @@ EmbedderFactory = Callable[[Config], Embedder]
 ProgressFactory = Callable[[int], Progress]  # total -> a progress for that many photos
 Stop = Callable[[], bool]
 DIRTY = "changed_since_recluster"
+# Catalog rows removed per transaction (with a pulse between): each transaction also rewrites
+# the flat vector index once, so chunks stay large.
+REMOVE_CHUNK = 5000
 
 
 @dataclass
 class Library:
-    """The open library. `config` is the worker's live configuration (replaced on reload)."""
+    """The open library. `config` is the worker's live configuration (replaced on reload).
+
+    `pulse` is called between the units of the verbs' long loops (an ingest batch, a cluster of
+    a tree build, a chunk of deletes, a stage of applying a recluster): the daemon's worker
+    sets it to its heartbeat. It must not raise; a verb that may be abandoned at a stop request
+    takes `stop` and makes its own `checkpoint`."""
 
     config: Config
     store: Store
     tree: ClusterTree
     embedder: Embedder
+    pulse: Pulse = no_pulse
 
     @property
     def fingerprint(self) -> str:
@@ -105,10 +114,15 @@ def _check_apart(state: Path, photo_root: Path) -> None:
 # ---- reconciling the tree with the catalog
 
 
-def start(library: Library) -> ingest.Work:
-    """What a starting daemon does before it is ready: mend the tree a crash may have left
-    half done, and find what changed on disk while it was stopped (to be ingested next)."""
-    placement.repair_tree(library.store, library.tree, library.thumbnail)
+def start(library: Library, stop: Stop | None = None) -> ingest.Work:
+    """What a starting daemon does first (after READY: the catalog is the truth, the tree
+    catches up): mend the tree a crash may have left half done, and find what changed on disk
+    while it was stopped (to be ingested next).
+
+    Raises Stopping when `stop()` turns true during a tree rebuild (see `rebuild_tree`)."""
+    placement.repair_tree(
+        library.store, library.tree, library.thumbnail, checkpoint(library.pulse, stop)
+    )
     try:
         return reconcile(library)
     except FileNotFoundError as error:  # missing, or an empty mount point: never "all gone"
@@ -140,8 +154,12 @@ def rescan(library: Library, subtree: str, stop: Stop | None = None) -> None:
 
 
 def recover(library: Library, stop: Stop | None = None) -> None:
-    """Redo what a failed write may have lost: the tree from the catalog, the catalog from disk."""
-    placement.repair_tree(library.store, library.tree, library.thumbnail)
+    """Redo what a failed write may have lost: the tree from the catalog, the catalog from disk.
+
+    Raises Stopping as `start` does."""
+    placement.repair_tree(
+        library.store, library.tree, library.thumbnail, checkpoint(library.pulse, stop)
+    )
     rescan(library, "", stop)
 
 
@@ -187,6 +205,11 @@ def apply_work(
     place what was stored."""
     if work.to_read or work.missing:
         library.store.set_meta(DIRTY, "1")
+
+    def batch_done(count: int) -> None:
+        progress(count)
+        library.pulse()
+
     report = ingest.ingest(
         work.to_read,
         library.config.paths.photos,
@@ -194,7 +217,7 @@ def apply_work(
         library.embedder,
         library.limits,
         work.missing,
-        progress,
+        batch_done,
         stop,
     )
     progress.close()
@@ -224,6 +247,7 @@ def apply_changes(
     swap); consecutive upserts form one batch for the model."""
     upserts: list[str] = []
     for change in changes:
+        library.pulse()  # a burst of single deletes is one step too
         if change.kind == "upsert":
             upserts.append(change.path)
             continue
@@ -249,8 +273,10 @@ def _ingest(library: Library, paths: list[str], progress: ProgressFactory, stop:
 def remove(library: Library, paths: list[str]) -> None:
     if paths:
         library.store.set_meta(DIRTY, "1")
-        library.store.remove(paths)
-        library.tree.remove_links(paths)
+        for start in range(0, len(paths), REMOVE_CHUNK):
+            library.store.remove(paths[start : start + REMOVE_CHUNK])
+            library.pulse()
+        library.tree.remove_links(paths)  # one pass: a big batch reads every link once
 
 
 def move(library: Library, old: str, new: str) -> None:
@@ -287,12 +313,20 @@ def snapshot_if_dirty(library: Library, forced: bool) -> recluster.Snapshot | No
     return recluster.snapshot(library.store, library.fingerprint, library.config.clustering)
 
 
-def apply_recluster(library: Library, result: recluster.Result) -> None:
-    """Commit the result, place photos that arrived meanwhile, then swap in a new tree."""
+def apply_recluster(library: Library, result: recluster.Result, stop: Stop | None = None) -> None:
+    """Commit the result, place photos that arrived meanwhile, then swap in a new tree.
+
+    Raises Stopping when `stop()` turns true: before the commit, the result is dropped and
+    nothing changes; during the tree rebuild, see `placement.rebuild_tree`. Either way the
+    mark "changed since the last recluster" stays as it was, so no recluster is skipped."""
     store, tree = library.store, library.tree
+    check = checkpoint(library.pulse, stop)
+    check()
     recluster.commit(result, store)
+    library.pulse()
     placement.place_unclustered(store, tree, library.fingerprint)
-    placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow)
+    library.pulse()
+    placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow, check)
     store.set_meta(DIRTY, "0")
 
 
