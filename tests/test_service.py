@@ -154,7 +154,10 @@ def test_a_reload_keeps_the_running_paths_embedding_and_watcher_and_says_so(
     assert fresh.paths == running.paths and fresh.embedding == running.embedding
     assert fresh.watch.settle_seconds == 1 and fresh.watch.rescan_every_minutes == 10
     assert fresh.clustering.k_max == 9
-    assert "[paths], [embedding], [watch] take effect at restart" in caplog.text
+    assert (
+        "changes to [paths], [embedding], [watch] (but rescan_every_minutes) take effect at "
+        "restart" in caplog.text
+    )
 
 
 def test_a_reload_without_changes_to_what_needs_a_restart_says_nothing_of_it(

@@ -45,6 +45,12 @@ EXTEND_SECONDS, EXTEND_EVERY, START_LIMIT_SECONDS = 60.0, 20.0, 3600.0
 TICK = 0.5  # the main loop's longest wait: how soon it sees the worker fail or start
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SIGNALS = (*STOP_SIGNALS, signal.SIGHUP, signal.SIGUSR1)
+# Config sections a reload keeps as they were (Config field, as the log names it).
+_RESTART_ONLY = [
+    ("paths", "[paths]"),
+    ("embedding", "[embedding]"),
+    ("watch", "[watch] (but rescan_every_minutes)"),
+]
 
 
 class ReclusterRunner:
@@ -228,14 +234,12 @@ def reloaded(running: Config, load: Callable[[Path], Config] = load_config) -> C
     )
     kept = dataclasses.replace(fresh, paths=running.paths, embedding=running.embedding, watch=watch)
     ignored = [
-        name
-        for name in ("paths", "embedding", "watch")
-        if getattr(fresh, name) != getattr(kept, name)
+        label for name, label in _RESTART_ONLY if getattr(fresh, name) != getattr(kept, name)
     ]
     if ignored:
         logger.warning(
             "SIGHUP: changes to %s take effect at restart; running on the old ones",
-            ", ".join(f"[{name}]" for name in ignored),
+            ", ".join(ignored),
         )
     return kept
 
