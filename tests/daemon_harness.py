@@ -19,6 +19,14 @@ PHOTOCLUSTER_TEST_UNREADABLE=name  opening a file of that name fails with EACCES
     run as root, which may read anything).
 PHOTOCLUSTER_TEST_RETRY_SECONDS=seconds  how long the worker waits before retrying after a
     state write failed.
+PHOTOCLUSTER_TEST_EMBED_SECONDS=seconds  the fake embedder takes that long per photo (VGG16 on
+    this machine's CPU: ~0.25 s), so a backlog lasts as it would.
+PHOTOCLUSTER_TEST_HANG_EMBED=flag-file  while the file exists the embedder does not return
+    (logged "test hook: embedder hung"): a stuck worker.
+PHOTOCLUSTER_TEST_STALL_SECONDS=seconds  how long the worker may go without progress before the
+    watchdog pings stop (service.STALL_SECONDS).
+PHOTOCLUSTER_TEST_SLOW_CLUSTER=seconds  each cluster of a tree build, and each contact sheet,
+    takes that much longer (logged "test hook: linking a cluster", "... drawing a sheet").
 """
 
 from __future__ import annotations
@@ -33,9 +41,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from photocluster import fsutil, recluster, service, store, worker
 from photocluster.config import load_config
-from photocluster.tree import generations
+from photocluster.tree import generations, overview
 from tests.conftest import FakeEmbedder
 
 logger = logging.getLogger("photocluster.test_hook")
@@ -170,6 +180,39 @@ def _unreadable(name: str) -> None:
     os.open = guarded
 
 
+class PacedEmbedder(FakeEmbedder):
+    """The fake embedder at a model's pace, or hung while a flag file exists."""
+
+    def __init__(self, seconds: float, hang: Path | None) -> None:
+        super().__init__()
+        self.seconds, self.hang = seconds, hang
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        if self.hang is not None and self.hang.exists():
+            logger.info("test hook: embedder hung")
+            while self.hang.exists():
+                time.sleep(0.05)
+        time.sleep(self.seconds * len(images))
+        return super().embed(images)
+
+
+def _slow_clusters(seconds: float) -> None:
+    fill_cluster, contact_sheet = generations._fill_cluster, overview._contact_sheet
+
+    def slow_fill(*args: Any) -> Any:
+        logger.info("test hook: linking a cluster")
+        time.sleep(seconds)
+        return fill_cluster(*args)
+
+    def slow_sheet(*args: Any) -> Any:
+        logger.info("test hook: drawing a sheet")
+        time.sleep(seconds)
+        return contact_sheet(*args)
+
+    generations._fill_cluster = slow_fill  # type: ignore[assignment]
+    overview._contact_sheet = slow_sheet  # type: ignore[assignment]
+
+
 def main() -> int:
     logging.basicConfig(
         level=logging.INFO,
@@ -194,7 +237,14 @@ def main() -> int:
         _unreadable(hooks("PHOTOCLUSTER_TEST_UNREADABLE", ""))
     if hooks("PHOTOCLUSTER_TEST_RETRY_SECONDS"):
         worker.RETRY_SECONDS = float(hooks("PHOTOCLUSTER_TEST_RETRY_SECONDS", "0"))
-    return service.run_daemon(config, lambda _: FakeEmbedder())
+    if hooks("PHOTOCLUSTER_TEST_STALL_SECONDS"):
+        service.STALL_SECONDS = float(hooks("PHOTOCLUSTER_TEST_STALL_SECONDS", "0"))
+    if hooks("PHOTOCLUSTER_TEST_SLOW_CLUSTER"):
+        _slow_clusters(float(hooks("PHOTOCLUSTER_TEST_SLOW_CLUSTER", "0")))
+    seconds = float(hooks("PHOTOCLUSTER_TEST_EMBED_SECONDS", "0"))
+    hang_flag = hooks("PHOTOCLUSTER_TEST_HANG_EMBED")
+    hang = Path(hang_flag) if hang_flag else None
+    return service.run_daemon(config, lambda _: PacedEmbedder(seconds, hang))
 
 
 if __name__ == "__main__":

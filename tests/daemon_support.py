@@ -6,8 +6,10 @@ import atexit
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +68,42 @@ class DaemonProcess:
         self.process.kill()
         self.process.wait(timeout=10)
         self._log.close()
+
+
+class NotifyListener:
+    """systemd's side of NOTIFY_SOCKET: reads datagrams on a thread as systemd would, noting
+    when each arrived (time.monotonic)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.received: list[tuple[float, str]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    @property
+    def messages(self) -> list[str]:
+        return [message for _, message in self.received]
+
+    def times_of(self, message: str) -> list[float]:
+        return [at for at, text in self.received if text == message]
+
+    def _read(self) -> None:
+        while not self._done.is_set():
+            try:
+                message = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            self.received.append((time.monotonic(), message))
+
+    def close(self) -> list[str]:
+        self._done.set()
+        self._thread.join()
+        self.sock.close()
+        return self.messages
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from photocluster.store import Store
 from tests.conftest import COLOURS, FakeEmbedder, write_config, write_photo
 from tests.daemon_support import (
     DaemonProcess,
+    NotifyListener,
     all_linked,
     assert_consistent,
     catalog_paths,
@@ -170,33 +169,6 @@ def test_photo_root_vanishing_deletes_nothing_and_is_reconciled_on_return(
     away.rename(root)
     tree = _wait_linked(daemon_base)
     assert "green/while_away.jpg" in tree
-
-
-class NotifyListener:
-    """systemd's side of NOTIFY_SOCKET: reads datagrams on a thread as systemd would."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.messages: list[str] = []
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._done.is_set():
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                continue
-
-    def close(self) -> list[str]:
-        self._done.set()
-        self._thread.join()
-        self.sock.close()
-        return self.messages
 
 
 def test_sd_notify_signals_and_reclusters_on_sigusr1_once_more_when_asked_during_one(

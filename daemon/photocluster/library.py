@@ -25,8 +25,8 @@ from photocluster import ingest, locking, photos, placement, recluster, weights
 from photocluster.config import Config
 from photocluster.embedder import Embedder, Vgg16Embedder, configure_threads
 from photocluster.errors import StateError
-from photocluster.progress import Progress
-from photocluster.store import Store
+from photocluster.progress import Progress, Pulse, checkpoint, no_pulse
+from photocluster.store import Store, Written
 from photocluster.tree import ClusterTree
 from photocluster.tree.overview import THUMBNAIL_EDGE
 from photocluster.watch import Change
@@ -36,16 +36,25 @@ logger = logging.getLogger(__name__)
 EmbedderFactory = Callable[[Config], Embedder]
 ProgressFactory = Callable[[int], Progress]  # total -> a progress for that many photos
 Stop = Callable[[], bool]
+# Files removed per catalog transaction (with a pulse between): each transaction also edits
+# the vector index once, so chunks stay large.
+REMOVE_CHUNK = 5000
 
 
 @dataclass
 class Library:
-    """The open library. `config` is the worker's live configuration (replaced on reload)."""
+    """The open library. `config` is the worker's live configuration (replaced on reload).
+
+    `pulse` is called between the units of the verbs' long loops (an ingest batch, a cluster of
+    a tree build, a chunk of deletes, a stage of applying a recluster): the daemon's worker
+    sets it to its heartbeat. It must not raise; a verb that may be abandoned at a stop request
+    takes `stop` and makes its own `checkpoint`."""
 
     config: Config
     store: Store
     tree: ClusterTree
     embedder: Embedder
+    pulse: Pulse = no_pulse
 
     @property
     def fingerprint(self) -> str:
@@ -105,10 +114,15 @@ def _check_apart(state: Path, photo_root: Path) -> None:
 # ---- reconciling the tree with the catalog
 
 
-def start(library: Library) -> ingest.Work:
-    """What a starting daemon does before it is ready: mend the tree a crash may have left
-    half done, and find what changed on disk while it was stopped (to be ingested next)."""
-    placement.repair_tree(library.store, library.tree, library.thumbnail)
+def start(library: Library, stop: Stop | None = None) -> ingest.Work:
+    """What a starting daemon does first (after READY: the catalog is the truth, the tree
+    catches up): mend the tree a crash may have left half done, and find what changed on disk
+    while it was stopped (to be ingested next).
+
+    Raises Stopping when `stop()` turns true during a tree rebuild (see `rebuild_tree`)."""
+    placement.repair_tree(
+        library.store, library.tree, library.thumbnail, checkpoint(library.pulse, stop)
+    )
     try:
         return reconcile(library)
     except FileNotFoundError as error:  # missing, or an empty mount point: never "all gone"
@@ -140,8 +154,12 @@ def rescan(library: Library, subtree: str, stop: Stop | None = None) -> None:
 
 
 def recover(library: Library, stop: Stop | None = None) -> None:
-    """Redo what a failed write may have lost: the tree from the catalog, the catalog from disk."""
-    placement.repair_tree(library.store, library.tree, library.thumbnail)
+    """Redo what a failed write may have lost: the tree from the catalog, the catalog from disk.
+
+    Raises Stopping as `start` does."""
+    placement.repair_tree(
+        library.store, library.tree, library.thumbnail, checkpoint(library.pulse, stop)
+    )
     rescan(library, "", stop)
 
 
@@ -185,17 +203,22 @@ def apply_work(
 ) -> ingest.IngestReport:
     """Read what `work` lists, then drop what is gone: a content whose old path went and which
     was found at a new one (same bytes) was moved, keeping its vector and cluster."""
+
+    def batch_done(count: int) -> None:
+        progress(count)
+        library.pulse()
+
     report = ingest.ingest(
         work.to_read,
         library.config.paths.photos,
         library.store,
         library.embedder,
         library.limits,
-        progress,
+        batch_done,
         stop,
     )
     progress.close()
-    gone = library.store.remove(work.missing)
+    gone = _removed(library, work.missing)
     report.written.extend(gone)
     placement.follow(report.written, library.store, library.tree)
     report.moved = sum(1 for relink in gone.relinks if relink.new is not None)
@@ -218,6 +241,7 @@ def apply_changes(
     swap); consecutive upserts form one batch for the model."""
     upserts: list[str] = []
     for change in changes:
+        library.pulse()  # a burst of single deletes is one step too
         if change.kind == "upsert":
             upserts.append(change.path)
             continue
@@ -243,7 +267,16 @@ def _ingest(library: Library, paths: list[str], progress: ProgressFactory, stop:
 def remove(library: Library, paths: list[str]) -> None:
     """Files deleted from the photo folder (unknown ones are ignored)."""
     if paths:
-        placement.follow(library.store.remove(paths), library.store, library.tree)
+        placement.follow(_removed(library, paths), library.store, library.tree)
+
+
+def _removed(library: Library, paths: Sequence[str]) -> Written:
+    """Forget those files in chunks, with a pulse after each."""
+    written = Written()
+    for start in range(0, len(paths), REMOVE_CHUNK):
+        written.extend(library.store.remove(paths[start : start + REMOVE_CHUNK]))
+        library.pulse()
+    return written
 
 
 def move(library: Library, old: str, new: str) -> None:
@@ -268,12 +301,20 @@ def snapshot_if_dirty(library: Library, forced: bool) -> recluster.Snapshot | No
     return recluster.snapshot(library.store, library.fingerprint, library.config.clustering)
 
 
-def apply_recluster(library: Library, result: recluster.Result) -> None:
-    """Commit the result, place photos that arrived meanwhile, then swap in a new tree."""
+def apply_recluster(library: Library, result: recluster.Result, stop: Stop | None = None) -> None:
+    """Commit the result, place photos that arrived meanwhile, then swap in a new tree.
+
+    Raises Stopping when `stop()` turns true: before the commit, the result is dropped and
+    nothing changes (the next recluster is still due); after it, the tree rebuild is abandoned
+    (see `placement.rebuild_tree`) and the next start repairs the tree from the catalog."""
     store, tree = library.store, library.tree
+    check = checkpoint(library.pulse, stop)
+    check()
     recluster.commit(result, store)
+    library.pulse()
     placement.place_unclustered(store, tree, library.fingerprint)
-    placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow)
+    library.pulse()
+    placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow, check)
 
 
 def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[str] | None:

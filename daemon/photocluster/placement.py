@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from photocluster import clustering
+from photocluster.progress import Pulse, Stopping, no_pulse
 from photocluster.records import ElbowCurve
 from photocluster.store import Relink, Store, StoredVector, Written
 from photocluster.tree import ClusterTree, LinkPlan, describe_changes, plan_tree
@@ -73,18 +74,35 @@ def desired_plan(store: Store) -> LinkPlan:
 
 
 def rebuild_tree(
-    store: Store, tree: ClusterTree, thumbnail: Thumbnail | None, elbow: ElbowCurve | None
+    store: Store,
+    tree: ClusterTree,
+    thumbnail: Thumbnail | None,
+    elbow: ElbowCurve | None,
+    pulse: Pulse = no_pulse,
 ) -> None:
-    """Build the catalog's tree as a new generation (with its overview) and swap it in."""
+    """Build the catalog's tree as a new generation (with its overview) and swap it in.
+
+    `pulse` is called after each cluster's links and each contact sheet. When it raises
+    Stopping during the links, nothing is swapped (the tree stays behind the catalog until the
+    next start repairs it); during the contact sheets, the complete links are swapped in without
+    the sheets still to draw, then Stopping is raised on: the tree agrees with the catalog."""
     plan = desired_plan(store)
-    generation = tree.build(plan)
+    generation = tree.build(plan, pulse)
     if thumbnail is not None:
-        write_overview(generation, plan, thumbnail, elbow)
+        try:
+            write_overview(generation, plan, thumbnail, elbow, pulse)
+        except Stopping:
+            tree.swap(generation)
+            raise
     tree.swap(generation)
 
 
-def repair_tree(store: Store, tree: ClusterTree, thumbnail: Thumbnail | None) -> bool:
-    """Rebuild the tree when it disagrees with the catalog (after a crash). True if rebuilt."""
+def repair_tree(
+    store: Store, tree: ClusterTree, thumbnail: Thumbnail | None, pulse: Pulse = no_pulse
+) -> bool:
+    """Rebuild the tree when it disagrees with the catalog (after a crash). True if rebuilt.
+
+    `pulse` as for `rebuild_tree`."""
     tree.remove_leftovers()
     if tree.live() is not None and _members(tree.read_plan()) == _members(desired_plan(store)):
         return False
@@ -92,7 +110,7 @@ def repair_tree(store: Store, tree: ClusterTree, thumbnail: Thumbnail | None) ->
         return False
     logger.info("cluster tree disagrees with the catalog; rebuilding it")
     last = store.last_recluster()
-    rebuild_tree(store, tree, thumbnail, last.elbow if last else None)
+    rebuild_tree(store, tree, thumbnail, last.elbow if last else None, pulse)
     return True
 
 

@@ -1,7 +1,13 @@
-"""Progress of a backlog: a tqdm bar on a terminal, plain log lines otherwise.
+"""Progress of long work: a backlog's bar or log lines, and the pulse of a long step.
 
-Log lines (and the daemon's systemd STATUS=) carry done/total, rate and ETA at a fixed
-cadence, so a journal shows steady progress without one line per photo.
+`Progress`: a tqdm bar on a terminal, plain log lines otherwise. Log lines (and the daemon's
+systemd STATUS=) carry done/total, rate and ETA at a fixed cadence, so a journal shows steady
+progress without one line per photo.
+
+A pulse (`Pulse`) is called between the units of a long step (a batch, a cluster, a chunk of
+deletes): the daemon's worker makes it its heartbeat, so systemd's watchdog hears from a worker
+that is making progress however long the step, and stops hearing from one that is stuck.
+`checkpoint` adds a stop request to a pulse: a step that may be abandoned raises `Stopping`.
 """
 
 from __future__ import annotations
@@ -14,6 +20,29 @@ from collections.abc import Callable
 from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
+
+Pulse = Callable[[], None]
+
+
+def no_pulse() -> None:
+    """The pulse when no one listens: the one-shot commands, the tests."""
+
+
+class Stopping(Exception):
+    """A long step was abandoned at a stop request, between two of its units: what it did so
+    far is consistent, and the next start redoes the rest."""
+
+
+def checkpoint(pulse: Pulse, stop: Callable[[], bool] | None) -> Pulse:
+    """`pulse`, then raises Stopping when `stop()` says the daemon is stopping: the pulse of a
+    step that may be abandoned between two units (a tree rebuild)."""
+
+    def check() -> None:
+        pulse()
+        if stop is not None and stop():
+            raise Stopping("stop requested")
+
+    return check
 
 
 class Progress:

@@ -1,6 +1,7 @@
 """systemd's notify protocol: datagrams to `$NOTIFY_SOCKET`.
 
-A dozen lines of stdlib cover READY=1, STATUS=, WATCHDOG=1 and STOPPING=1; a dependency
+A dozen lines of stdlib cover READY=1, STATUS=, WATCHDOG=1, EXTEND_TIMEOUT_USEC= and
+STOPPING=1; a dependency
 would cost more than it gives. Without `NOTIFY_SOCKET` (not under systemd) every call is a no-op.
 """
 
@@ -27,6 +28,11 @@ class Notifier:
 
     def watchdog(self) -> None:
         self._send("WATCHDOG=1")
+
+    def extend_timeout(self, seconds: float) -> None:
+        """Ask for `seconds` more before the start-up (or stop) times out; systemd expects the
+        next such message within that time, so a start that hangs still fails."""
+        self._send(f"EXTEND_TIMEOUT_USEC={round(seconds * 1_000_000)}")
 
     def stopping(self) -> None:
         self._send("STOPPING=1")

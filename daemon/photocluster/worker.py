@@ -4,6 +4,12 @@ It keeps the thread, the inbox, the heartbeat and the published status; everythi
 it changes through the library's verbs, in order: the startup reconciliation and backlog,
 settled changes from the watcher, rescans, and applying recluster results computed elsewhere.
 Other threads talk to it only through `inbox`.
+
+The heartbeat means "the worker made progress": it moves with every step of the loop and with
+every pulse of a long step (the library's `pulse`: an ingest batch, a cluster of a tree build,
+a chunk of deletes), so the main thread's watchdog pings go on through a long backlog and stop
+when the worker is stuck. READY=1 goes out once the catalog, index and model are open and the
+watcher runs; the tree repair and the backlog come after it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from photocluster import ingest, library, photos, recluster, status
 from photocluster.config import Config
 from photocluster.errors import StateError
 from photocluster.library import EmbedderFactory, Library
-from photocluster.progress import Progress
+from photocluster.progress import Progress, Stopping
 from photocluster.sdnotify import Notifier
 from photocluster.watch import ChangeFeed
 
@@ -78,7 +84,7 @@ class Worker(threading.Thread):
         self.heartbeat = time.monotonic()
         self._make_embedder, self._on_growth = make_embedder, on_growth
         self._backlog = 0
-        self._published: tuple[str, str | None] = ("starting", None)
+        self._published: tuple[str, str | None] = ("", None)
         self._error: str | None = None  # the last failed write, until a retry succeeds
         self._retry_at: float | None = None
 
@@ -93,6 +99,7 @@ class Worker(threading.Thread):
             self.ready.set()  # never leave the main thread waiting
 
     def _serve(self, lib: Library) -> None:
+        lib.pulse = self._beat
         watch = lib.config.watch
         feed = ChangeFeed(
             lib.config.paths.photos,
@@ -102,18 +109,26 @@ class Worker(threading.Thread):
             photos.is_candidate,
         )
         with feed:
-            work = self._startup(lib)
+            self._beat()  # opening took a while: the watchdog counts from READY
             self.ready.set()
             self.notifier.ready()
-            self._ingest_backlog(lib, work)
-            while not self.stop.is_set():
-                self._step(lib, feed)
+            try:
+                self._ingest_backlog(lib, self._startup(lib))
+                while not self.stop.is_set():
+                    self._step(lib, feed)
+            except Stopping:
+                logger.info("stopped in the middle of a step; the next start finishes it")
         self._publish(lib, "stopped")
 
+    def _beat(self) -> None:
+        """The library's pulse: progress was made (read by the main thread's watchdog)."""
+        self.heartbeat = time.monotonic()
+
     def _startup(self, lib: Library) -> ingest.Work:
+        self._publish(lib, "starting")
         work = ingest.Work([], [], 0)
         try:
-            work = library.start(lib)
+            work = library.start(lib, self.stop.is_set)
         except _RECOVERABLE as error:
             self._failed(lib, error)
         logger.info(
@@ -135,7 +150,7 @@ class Worker(threading.Thread):
         self._backlog = 0
 
     def _step(self, lib: Library, feed: ChangeFeed) -> None:
-        self.heartbeat = time.monotonic()
+        self._beat()
         try:
             self._drain_inbox(lib)
             changes = feed.get_batch(timeout=0.5)
@@ -190,7 +205,7 @@ class Worker(threading.Thread):
             request.reply.set_result(snapshot)
         elif isinstance(request, ApplyResult):
             self._publish(lib, "applying recluster")
-            library.apply_recluster(lib, request.result)
+            library.apply_recluster(lib, request.result, self.stop.is_set)
         elif isinstance(request, Rescan):
             library.rescan(lib, request.subtree, self.stop.is_set)
         elif isinstance(request, Reload):

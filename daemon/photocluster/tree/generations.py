@@ -32,6 +32,7 @@ from pathlib import Path
 from photocluster import fsutil
 from photocluster.errors import StateError
 from photocluster.fsutil import TEMP_PREFIX
+from photocluster.progress import Pulse, no_pulse
 from photocluster.tree.plan import (
     OVERVIEW,
     LinkPlan,
@@ -101,11 +102,13 @@ class ClusterTree:
             for cluster in _clusters(generation)
         }
 
-    def build(self, plan: LinkPlan) -> Path:
+    def build(self, plan: LinkPlan, pulse: Pulse = no_pulse) -> Path:
         """Write `plan` as a new generation gen-<N+1> beside the live one and return its path.
 
         Built under a temp name and renamed when complete, so a crash leaves only a temp
-        directory (removed by the next swap), never a generation that looks whole.
+        directory (removed by the next swap), never a generation that looks whole. `pulse` is
+        called after each cluster; whatever it raises (Stopping) abandons the build, and the
+        temp directory goes with it.
 
         A link whose folder and name the live generation holds with the same target is a hard
         link to the live symlink: no new inode, and the old generation's deletion frees few.
@@ -122,7 +125,7 @@ class ClusterTree:
         source = self._reuse_source()
         os.mkdir(temp)
         try:
-            reused = self._fill(temp, self._prefix(final), plan, source)
+            reused = self._fill(temp, self._prefix(final), plan, source, pulse)
             os.rename(temp, final)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
@@ -231,7 +234,9 @@ class ClusterTree:
         except StateError:
             return None
 
-    def _fill(self, temp: Path, prefix: str, plan: LinkPlan, source: Path | None) -> int:
+    def _fill(
+        self, temp: Path, prefix: str, plan: LinkPlan, source: Path | None, pulse: Pulse
+    ) -> int:
         """Write the plan's links under temp; returns how many were carried over from source."""
         reused = 0
         for cluster, links in plan.items():
@@ -245,6 +250,7 @@ class ClusterTree:
             if carried is None:  # hard links refused here: stop trying
                 carried, source = 0, None
             reused += carried
+            pulse()
         fsutil.fsync_dir(temp)
         return reused
 

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from photocluster import fsutil
+from photocluster.progress import Pulse, no_pulse
 from photocluster.records import ElbowCurve
 from photocluster.tree.plan import OVERVIEW, LinkPlan
 
@@ -30,18 +31,21 @@ def write_overview(
     plan: LinkPlan,
     thumbnail: Callable[[str], Thumbnail | None],
     elbow: ElbowCurve | None,
+    pulse: Pulse = no_pulse,
 ) -> None:
     """Write generation/_overview/<cluster>.jpg (a contact sheet of at most 48 thumbnails) for
     each cluster and, given the last recluster's curve, elbow.png. `thumbnail(photo)` returns
     (edge, edge, 3) uint8 RGB or None (that photo is skipped). Each file is replaced atomically.
+    `pulse` is called after each sheet; what it raises (Stopping) ends the overview there.
     """
     directory = generation / OVERVIEW
     directory.mkdir(exist_ok=True)
+    if elbow is not None:  # first: cheap, and kept when the sheets are cut short
+        fsutil.atomic_write(directory / "elbow.png", _elbow_png(elbow))
     for cluster, links in sorted(plan.items()):
         sheet = _contact_sheet(cluster, sorted(links.values()), thumbnail)
         fsutil.atomic_write(directory / f"{cluster}.jpg", _encode_jpeg(sheet))
-    if elbow is not None:
-        fsutil.atomic_write(directory / "elbow.png", _elbow_png(elbow))
+        pulse()
 
 
 def _contact_sheet(
