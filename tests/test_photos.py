@@ -276,7 +276,7 @@ def test_walk_sorts_a_directory_after_a_same_prefix_file(tmp_path: Path) -> None
 def test_read_photo_returns_bytes_size_mtime_and_blake2b_hash(tmp_path: Path) -> None:
     path = tmp_path / "IMG.jpg"
     make_file(path, b"photo bytes")
-    photo = read_photo(path, max_bytes=1000)
+    photo = read_photo(tmp_path, "IMG.jpg", max_bytes=1000)
     assert photo == PhotoFile(
         data=b"photo bytes",
         size=11,
@@ -289,31 +289,31 @@ def test_read_photo_returns_bytes_size_mtime_and_blake2b_hash(tmp_path: Path) ->
 def test_read_photo_gives_identical_content_the_same_hash(tmp_path: Path) -> None:
     make_file(tmp_path / "one.jpg", b"same")
     make_file(tmp_path / "two.jpg", b"same")
-    first = read_photo(tmp_path / "one.jpg", 100)
-    second = read_photo(tmp_path / "two.jpg", 100)
+    first = read_photo(tmp_path, "one.jpg", 100)
+    second = read_photo(tmp_path, "two.jpg", 100)
     assert first.content_hash == second.content_hash
 
 
 def test_read_photo_reads_a_non_utf8_name(tmp_path: Path) -> None:
     make_file(os.path.join(os.fsencode(tmp_path), b"\xff\xfe.jpg"), b"data")
-    assert read_photo(tmp_path / os.fsdecode(b"\xff\xfe.jpg"), 100).data == b"data"
+    assert read_photo(tmp_path, os.fsdecode(b"\xff\xfe.jpg"), 100).data == b"data"
 
 
 def test_read_photo_refuses_an_empty_file(tmp_path: Path) -> None:
     make_file(tmp_path / "empty.jpg", b"")
-    assert reason_of(lambda: read_photo(tmp_path / "empty.jpg", 100)) == "empty file"
+    assert reason_of(lambda: read_photo(tmp_path, "empty.jpg", 100)) == "empty file"
 
 
 def test_read_photo_refuses_a_file_over_max_bytes(tmp_path: Path) -> None:
     make_file(tmp_path / "big.jpg", b"x" * 101)
-    assert "too large" in reason_of(lambda: read_photo(tmp_path / "big.jpg", 100))
-    assert read_photo(tmp_path / "big.jpg", 101).size == 101
+    assert "too large" in reason_of(lambda: read_photo(tmp_path, "big.jpg", 100))
+    assert read_photo(tmp_path, "big.jpg", 101).size == 101
 
 
 @pytest.mark.timeout(10)
 def test_read_photo_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.jpg")
-    assert reason_of(lambda: read_photo(tmp_path / "pipe.jpg", 100)) == "not a regular file (FIFO)"
+    assert reason_of(lambda: read_photo(tmp_path, "pipe.jpg", 100)) == "not a regular file (FIFO)"
 
 
 @pytest.mark.timeout(10)
@@ -324,14 +324,14 @@ def test_read_photo_open_does_not_block_on_a_fifo_that_replaced_the_file(
     make_file(tmp_path / "regular.jpg")
     os.mkfifo(tmp_path / "pipe.jpg")
     regular = os.lstat(tmp_path / "regular.jpg")
-    monkeypatch.setattr(os, "lstat", lambda path: regular)
-    assert reason_of(lambda: read_photo(tmp_path / "pipe.jpg", 100)) == "not a regular file (FIFO)"
+    monkeypatch.setattr(os, "lstat", lambda path, **_: regular)
+    assert reason_of(lambda: read_photo(tmp_path, "pipe.jpg", 100)) == "not a regular file (FIFO)"
 
 
 def test_read_photo_refuses_a_symlink(tmp_path: Path) -> None:
     make_file(tmp_path / "real.jpg")
     (tmp_path / "link.jpg").symlink_to(tmp_path / "real.jpg")
-    assert reason_of(lambda: read_photo(tmp_path / "link.jpg", 100)) == "is a symbolic link"
+    assert reason_of(lambda: read_photo(tmp_path, "link.jpg", 100)) == "is a symbolic link"
 
 
 def test_read_photo_refuses_a_symlink_that_replaced_the_file_after_lstat(
@@ -340,13 +340,13 @@ def test_read_photo_refuses_a_symlink_that_replaced_the_file_after_lstat(
     make_file(tmp_path / "real.jpg")
     (tmp_path / "link.jpg").symlink_to(tmp_path / "real.jpg")
     regular = os.lstat(tmp_path / "real.jpg")
-    monkeypatch.setattr(os, "lstat", lambda path: regular)
-    assert reason_of(lambda: read_photo(tmp_path / "link.jpg", 100)) == "is a symbolic link"
+    monkeypatch.setattr(os, "lstat", lambda path, **_: regular)
+    assert reason_of(lambda: read_photo(tmp_path, "link.jpg", 100)) == "is a symbolic link"
 
 
 def test_read_photo_refuses_a_directory(tmp_path: Path) -> None:
     (tmp_path / "dir.jpg").mkdir()
-    reason = reason_of(lambda: read_photo(tmp_path / "dir.jpg", 100))
+    reason = reason_of(lambda: read_photo(tmp_path, "dir.jpg", 100))
     assert reason == "not a regular file (directory)"
 
 
@@ -354,19 +354,22 @@ def test_read_photo_reports_permission_denied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_file(tmp_path / "locked.jpg")
+    real_open = os.open
 
-    def refuse(*args: object) -> int:
-        raise PermissionError(errno.EACCES, "Permission denied", str(args[0]))
+    def refuse(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if path == "locked.jpg":
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refuse)
-    assert reason_of(lambda: read_photo(tmp_path / "locked.jpg", 100)) == "permission denied"
+    assert reason_of(lambda: read_photo(tmp_path, "locked.jpg", 100)) == "permission denied"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root bypasses file permission bits")
 def test_read_photo_reports_permission_denied_for_a_mode_000_file(tmp_path: Path) -> None:
     make_file(tmp_path / "locked.jpg")
     os.chmod(tmp_path / "locked.jpg", 0)
-    assert reason_of(lambda: read_photo(tmp_path / "locked.jpg", 100)) == "permission denied"
+    assert reason_of(lambda: read_photo(tmp_path, "locked.jpg", 100)) == "permission denied"
 
 
 def test_read_photo_reports_an_io_error_as_a_bad_photo(
@@ -379,19 +382,19 @@ def test_read_photo_reports_an_io_error_as_a_bad_photo(
 
     monkeypatch.setattr(os, "read", failing_read)
     assert (
-        reason_of(lambda: read_photo(tmp_path / "IMG.jpg", 100)) == "read error: Input/output error"
+        reason_of(lambda: read_photo(tmp_path, "IMG.jpg", 100)) == "read error: Input/output error"
     )
 
 
 def test_read_photo_lets_file_not_found_through_for_a_vanished_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        read_photo(tmp_path / "gone.jpg", 100)
+        read_photo(tmp_path, "gone.jpg", 100)
 
 
 def test_read_photo_treats_a_parent_turned_file_as_vanished(tmp_path: Path) -> None:
     make_file(tmp_path / "2024")
     with pytest.raises(FileNotFoundError):
-        read_photo(tmp_path / "2024" / "IMG.jpg", 100)
+        read_photo(tmp_path, "2024/IMG.jpg", 100)
 
 
 def test_read_photo_refuses_a_file_that_grows_while_being_read(
@@ -407,7 +410,92 @@ def test_read_photo_refuses_a_file_that_grows_while_being_read(
         return real_read(fd, count)
 
     monkeypatch.setattr(os, "read", read_while_appending)
-    assert reason_of(lambda: read_photo(path, 1000)) == "file changed while being read"
+    reason = reason_of(lambda: read_photo(tmp_path, "syncing.jpg", 1000))
+    assert reason == "file changed while being read"
+
+
+def test_read_photo_reads_a_file_in_nested_folders(tmp_path: Path) -> None:
+    (tmp_path / "2024" / "01").mkdir(parents=True)
+    make_file(tmp_path / "2024" / "01" / "IMG.jpg", b"nested")
+    assert read_photo(tmp_path, "2024/01/IMG.jpg", 100).data == b"nested"
+
+
+def test_read_photo_follows_a_symlinked_root(tmp_path: Path) -> None:
+    (tmp_path / "mount").mkdir()
+    make_file(tmp_path / "mount" / "IMG.jpg", b"through the root link")
+    (tmp_path / "photos").symlink_to(tmp_path / "mount", target_is_directory=True)
+    assert read_photo(tmp_path / "photos", "IMG.jpg", 100).data == b"through the root link"
+
+
+def test_read_photo_refuses_a_symlinked_parent_folder(tmp_path: Path) -> None:
+    root, outside = tmp_path / "photos", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    make_file(outside / "IMG.jpg", b"secret")
+    (root / "2024").symlink_to(outside, target_is_directory=True)
+    reason = reason_of(lambda: read_photo(root, "2024/IMG.jpg", 100))
+    assert reason == "a parent folder is a symbolic link"
+
+
+@pytest.mark.parametrize("relative", ["../IMG.jpg", "/etc/passwd", "a//IMG.jpg", "./IMG.jpg", ""])
+def test_read_photo_refuses_a_path_that_is_not_plainly_below_the_root(
+    tmp_path: Path, relative: str
+) -> None:
+    with pytest.raises(ValueError, match="not a path below the photo root"):
+        read_photo(tmp_path, relative, 100)
+
+
+@pytest.fixture
+def nested_and_outside(tmp_path: Path) -> tuple[Path, Path]:
+    """photos/a/b/IMG.jpg ("inside"), and outside/, outside/b/ each with an IMG.jpg ("secret")."""
+    root, outside = tmp_path / "photos", tmp_path / "outside"
+    (root / "a" / "b").mkdir(parents=True)
+    (outside / "b").mkdir(parents=True)
+    make_file(root / "a" / "b" / "IMG.jpg", b"inside")
+    make_file(outside / "IMG.jpg", b"secret")
+    make_file(outside / "b" / "IMG.jpg", b"secret")
+    return root, outside
+
+
+@pytest.mark.parametrize(
+    ("trigger", "swapped", "refused"),
+    [
+        ("a", "a", True),  # swapped just before it is opened
+        ("a", "a/b", True),  # the next folder down swapped while its parent is being opened
+        ("b", "a", False),  # swapped after it was opened: the read stays in the real folder
+        ("IMG.jpg", "a/b", False),  # the file's own folder swapped just before the file opens
+    ],
+)
+def test_read_photo_never_reads_outside_when_a_parent_is_swapped_for_a_symlink(
+    nested_and_outside: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    trigger: str,
+    swapped: str,
+    refused: bool,
+) -> None:
+    root, outside = nested_and_outside
+    real_open = os.open
+    opened: list[str] = []
+
+    def swap_then_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fsdecode(path).rsplit("/", 1)[-1] == trigger and not opened.count("swap"):
+            opened.append("swap")
+            folder = root / swapped
+            folder.rename(folder.with_name(folder.name + "-moved"))
+            target = outside / "b" if swapped.endswith("b") else outside
+            folder.symlink_to(target, target_is_directory=True)
+        descriptor = real_open(path, flags, *args, **kwargs)
+        opened.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        return descriptor
+
+    monkeypatch.setattr(os, "open", swap_then_open)
+    if refused:
+        reason = reason_of(lambda: read_photo(root, "a/b/IMG.jpg", 100))
+        assert reason == "a parent folder is a symbolic link"
+    else:
+        assert read_photo(root, "a/b/IMG.jpg", 100).data == b"inside"
+    assert "swap" in opened
+    assert not [path for path in opened if path.startswith(str(outside))]
 
 
 # ---------------------------------------------------------------------------- decode_rgb: basics
@@ -807,7 +895,7 @@ def test_decode_rgb_decodes_real_jpegs() -> None:
 
 def test_thumbnail_fits_a_wide_photo_with_black_bars(tmp_path: Path) -> None:
     make_file(tmp_path / "wide.png", encode(solid(RED, (100, 50)), "PNG"))
-    square = thumbnail(tmp_path / "wide.png", 40, MAX_PIXELS)
+    square = thumbnail(tmp_path, "wide.png", 40, MAX_PIXELS)
     assert square is not None
     assert square.shape == (40, 40, 3)
     assert square.dtype == np.uint8
@@ -818,7 +906,7 @@ def test_thumbnail_fits_a_wide_photo_with_black_bars(tmp_path: Path) -> None:
 def test_thumbnail_applies_exif_orientation(tmp_path: Path) -> None:
     # Stored 128x64 with orientation 6 (rotate 90 clockwise): displayed 64 wide, 128 tall.
     make_file(tmp_path / "turned.jpg", with_orientation(quadrants(128, 64), "JPEG", 6))
-    square = thumbnail(tmp_path / "turned.jpg", 64, MAX_PIXELS)
+    square = thumbnail(tmp_path, "turned.jpg", 64, MAX_PIXELS)
     assert square is not None
     assert (square[:, :14] == 0).all() and (square[:, 50:] == 0).all()
     assert_colour(square[:32, 16:32], (0, 0, 255), tolerance=30)  # blue goes top left
@@ -839,11 +927,11 @@ def test_thumbnail_returns_none_for_any_problem(
     tmp_path: Path, make: Callable[[Path], None]
 ) -> None:
     make(tmp_path / "IMG.jpg")
-    assert thumbnail(tmp_path / "IMG.jpg", 32, MAX_PIXELS) is None
+    assert thumbnail(tmp_path, "IMG.jpg", 32, MAX_PIXELS) is None
 
 
 def test_thumbnail_returns_none_for_a_symlink(tmp_path: Path) -> None:
     make_file(tmp_path / "real.png", encode(solid(RED), "PNG"))
     (tmp_path / "link.png").symlink_to(tmp_path / "real.png")
-    assert thumbnail(tmp_path / "link.png", 32, MAX_PIXELS) is None
+    assert thumbnail(tmp_path, "link.png", 32, MAX_PIXELS) is None
     assert stat.S_ISLNK(os.lstat(tmp_path / "link.png").st_mode)

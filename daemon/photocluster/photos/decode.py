@@ -71,14 +71,14 @@ def decode_rgb(data: bytes, size: int, max_pixels: int, fill: RGB) -> RGBImage:
     return fit_square(image, size, fill)  # (size, size, 3) uint8
 
 
-def thumbnail(path: Path, edge: int, max_pixels: int) -> RGBImage | None:
-    """The photo at `path` fitted into an (edge, edge, 3) uint8 RGB square, aspect kept, padded
-    black; None when it cannot be read or decoded (logged at DEBUG)."""
+def thumbnail(root: Path, relative: str, edge: int, max_pixels: int) -> RGBImage | None:
+    """The photo `relative` (below `root`) fitted into an (edge, edge, 3) uint8 RGB square,
+    aspect kept, padded black; None when it cannot be read or decoded (logged at DEBUG)."""
     try:
-        photo = read_photo(path, max_bytes=_encoded_size_bound(max_pixels))
+        photo = read_photo(root, relative, max_bytes=_encoded_size_bound(max_pixels))
         image = decode_upright(photo.data, edge, max_pixels)  # (h, w, 3) uint8
     except (BadPhotoError, OSError) as error:
-        logger.debug("no thumbnail for %s: %s", path, error)
+        logger.debug("no thumbnail for %r: %s", relative, error)
         return None
     return fit_square(image, edge, _THUMBNAIL_PADDING)
 
