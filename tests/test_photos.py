@@ -24,7 +24,15 @@ from PIL import Image, ImageFile
 from photocluster import photos
 from photocluster.embedder import PAD_RGB
 from photocluster.errors import BadPhotoError
-from photocluster.photos import PhotoFile, RGBImage, is_candidate, read_photo, thumbnail, walk
+from photocluster.photos import (
+    PhotoFile,
+    RGBImage,
+    decode,
+    is_candidate,
+    read_photo,
+    thumbnail,
+    walk,
+)
 
 SET_A = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "setA"
 MAX_PIXELS = 100_000_000
@@ -475,11 +483,12 @@ def test_read_photo_never_reads_outside_when_a_parent_is_swapped_for_a_symlink(
 ) -> None:
     root, outside = nested_and_outside
     real_open = os.open
-    opened: list[str] = []
+    opened: list[str] = []  # the real path behind every descriptor opened
+    swaps: list[str] = []
 
     def swap_then_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if os.fsdecode(path).rsplit("/", 1)[-1] == trigger and not opened.count("swap"):
-            opened.append("swap")
+        if os.fsdecode(path).rsplit("/", 1)[-1] == trigger and not swaps:
+            swaps.append(swapped)
             folder = root / swapped
             folder.rename(folder.with_name(folder.name + "-moved"))
             target = outside / "b" if swapped.endswith("b") else outside
@@ -494,7 +503,7 @@ def test_read_photo_never_reads_outside_when_a_parent_is_swapped_for_a_symlink(
         assert reason == "a parent folder is a symbolic link"
     else:
         assert read_photo(root, "a/b/IMG.jpg", 100).data == b"inside"
-    assert "swap" in opened
+    assert swaps == [swapped]
     assert not [path for path in opened if path.startswith(str(outside))]
 
 
@@ -692,6 +701,147 @@ def test_decode_rgb_round_trips_heic(tmp_path: Path) -> None:
     assert image.shape == (32, 32, 3)
     assert_colour(image[:, :12], RED, tolerance=20)
     assert_colour(image[:, 20:], (0, 0, 255), tolerance=20)
+
+
+# ---------------------------------------------------------------------------- HEIC previews
+
+
+def heic(picture: Image.Image, thumbnails: list[int], orientation: int = 1) -> bytes:
+    """`picture` as HEIC with embedded thumbnails of these box sizes; the EXIF orientation
+    becomes libheif's irot/imir transforms on the image and on each thumbnail."""
+    if not pillow_heif.libheif_info().get("encoders"):
+        pytest.skip("libheif has no HEIC encoder here")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    try:
+        return encode(picture, "HEIF", quality=90, thumbnails=thumbnails, exif=exif.tobytes(),
+                      enc_params={"preset": "ultrafast"})  # x265's default takes seconds
+    except (RuntimeError, ValueError, OSError) as error:
+        pytest.skip(f"pillow_heif cannot encode HEIC here: {error}")
+
+
+@pytest.mark.parametrize(
+    ("thumbnails", "decoded"),
+    [
+        ([240], (180, 240, 3)),  # the embedded thumbnail's shorter side (180) >= 160: used
+        ([240, 400], (180, 240, 3)),  # the smallest one that is large enough
+        ([200], (360, 480, 3)),  # 200x150: too small, the full image is decoded
+        ([], (360, 480, 3)),  # none: the full image
+    ],
+)
+def test_decode_upright_takes_a_heic_from_an_embedded_thumbnail_only_when_large_enough(
+    thumbnails: list[int], decoded: tuple[int, int, int]
+) -> None:
+    data = heic(detailed_photo(480, 360), thumbnails)
+    assert decode.decode_upright(data, 160, MAX_PIXELS).shape == decoded
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 5, 6, 8])
+def test_decode_rgb_orients_a_heic_preview_as_its_full_image(orientation: int) -> None:
+    picture = quadrants(480, 360)
+    preview = decode_rgb(heic(picture, [240], orientation), 160, MAX_PIXELS)
+    full = decode_rgb(heic(picture, [], orientation), 160, MAX_PIXELS)
+    jpeg = decode_rgb(with_orientation(picture, "JPEG", orientation), 160, MAX_PIXELS)
+    assert mean_diff(preview, full) < 4.0
+    assert mean_diff(preview, jpeg) < 6.0  # the same EXIF orientation, applied the same way
+
+
+@pytest.fixture(scope="module")
+def heic_pair() -> tuple[bytes, bytes]:
+    """One 640x480 picture as HEIC with a 320x240 thumbnail, and without one."""
+    picture = detailed_photo(640, 480)
+    return heic(picture, [320]), heic(picture, [])
+
+
+def test_decode_rgb_of_a_heic_preview_matches_the_full_decode(
+    heic_pair: tuple[bytes, bytes],
+) -> None:
+    with_preview, without = heic_pair
+    assert decode.decode_upright(with_preview, 224, MAX_PIXELS).shape == (240, 320, 3)
+    preview = decode_rgb(with_preview, 224, MAX_PIXELS)
+    assert mean_diff(preview, decode_rgb(without, 224, MAX_PIXELS)) < 3.0
+
+
+# ---------------------------------------------------------------------------- decode_for_model
+
+
+@pytest.mark.parametrize(("width", "height"), [(1600, 1200), (1200, 1600), (500, 120)])
+def test_decode_for_model_gives_the_model_input_and_a_320_thumbnail_keeping_its_aspect(
+    width: int, height: int
+) -> None:
+    data = encode(detailed_photo(width, height), "JPEG", quality=90)
+    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    assert square.shape == (224, 224, 3) and square.dtype == np.uint8
+    assert thumb.dtype == np.uint8 and max(thumb.shape[:2]) == 320
+    assert abs(thumb.shape[1] / thumb.shape[0] - width / height) < 0.02
+    assert mean_diff(square, decode_rgb(data, 224, MAX_PIXELS)) < 2.0
+
+
+def test_decode_for_model_decodes_once_at_the_scale_both_need(imdecode_flags: list[int]) -> None:
+    data = encode(quadrants(4032, 3024), "JPEG", quality=90)
+    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    assert imdecode_flags == [cv2.IMREAD_REDUCED_COLOR_8]  # 504x378: >= 224 and >= 320
+    assert (square == decode_rgb(data, 224, MAX_PIXELS)).all()
+    assert thumb.shape == (240, 320, 3)
+
+
+def test_decode_for_model_decodes_larger_when_the_thumbnail_needs_it(
+    imdecode_flags: list[int],
+) -> None:
+    # 600x450 at /2 is 300x225: enough for the model (225 >= 224), not for a 320 thumbnail
+    data = encode(detailed_photo(600, 450), "JPEG", quality=90)
+    thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)[1]
+    assert imdecode_flags == [cv2.IMREAD_COLOR]
+    assert thumb.shape == (240, 320, 3)
+
+
+def test_decode_for_model_keeps_a_small_photo_at_its_own_size() -> None:
+    data = encode(quadrants(200, 100), "PNG")
+    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    assert square.shape == (224, 224, 3)
+    assert thumb.shape == (100, 200, 3)
+    assert (thumb == np.asarray(quadrants(200, 100))).all()
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_decode_for_model_applies_exif_orientation_to_both(orientation: int) -> None:
+    data = with_orientation(quadrants(640, 320), "JPEG", orientation)
+    square, thumb = photos.decode_for_model(data, 64, MAX_PIXELS, PAD_RGB)
+    upright = decode.decode_upright(data, 1000, MAX_PIXELS)  # (h, w, 3), full size
+    assert thumb.shape[:2] == ((320, 160) if orientation in (6, 8) else (160, 320))
+    assert mean_diff(thumb, photos.fit_long_side(upright, 320)) < 2.0
+    assert mean_diff(square, decode_rgb(data, 64, MAX_PIXELS)) < 2.0
+
+
+def test_decode_for_model_takes_a_heic_thumbnail_large_enough_for_both(
+    heic_pair: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_preview, without = heic_pair
+    full_square, full_thumb = photos.decode_for_model(without, 224, MAX_PIXELS, PAD_RGB)
+    sizes: list[tuple[int, ...]] = []
+    real_fit = decode.fit_long_side
+
+    def spy(image: RGBImage, edge: int) -> RGBImage:
+        sizes.append(image.shape[:2])
+        return real_fit(image, edge)
+
+    monkeypatch.setattr(decode, "fit_long_side", spy)
+    square, thumb = photos.decode_for_model(with_preview, 224, MAX_PIXELS, PAD_RGB)
+    assert sizes == [(240, 320)]  # decoded from the 320x240 thumbnail, not the 640x480 image
+    assert mean_diff(square, full_square) < 3.0 and mean_diff(thumb, full_thumb) < 3.0
+
+
+def test_decode_for_model_refuses_what_decode_rgb_refuses() -> None:
+    reason = reason_of(lambda: photos.decode_for_model(b"hello", 224, MAX_PIXELS, PAD_RGB))
+    assert reason.startswith("not an image")
+    bomb = png_header(50000, 50000)
+    assert "too large" in reason_of(lambda: photos.decode_for_model(bomb, 224, MAX_PIXELS, PAD_RGB))
+
+
+def test_decode_thumbnail_fits_the_long_side(tmp_path: Path) -> None:
+    data = encode(detailed_photo(900, 1200), "JPEG", quality=90)
+    assert photos.decode_thumbnail(data, MAX_PIXELS).shape == (320, 240, 3)
+    assert photos.decode_thumbnail(data, MAX_PIXELS, edge=100).shape == (100, 75, 3)
 
 
 # ---------------------------------------------------------------------------- decode_rgb: bad input
