@@ -1,7 +1,8 @@
 """The overview of a generation: a contact sheet per cluster and the elbow plot.
 
 Image rendering (OpenCV, matplotlib) lives here, apart from the link tree; each file is
-written atomically into the generation's `_overview/` before the generation is swapped in.
+written atomically (0600) into the generation's `_overview/` (0700) before the generation is
+swapped in.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from photocluster import fsutil
+from photocluster.photos import fit_square
 from photocluster.records import ElbowCurve
 from photocluster.tree.plan import OVERVIEW, LinkPlan
 
-Thumbnail = npt.NDArray[np.uint8]  # (edge, edge, 3) uint8 RGB
+Thumbnail = npt.NDArray[np.uint8]  # (h, w, 3) uint8 RGB
 THUMBNAIL_EDGE = 160  # pixels of one contact-sheet cell; thumbnails are asked for at this edge
 _COLUMNS, _SHEET_CAP, _HEADER = 8, 48, 40  # contact sheet geometry
+_LETTERBOX = (0, 0, 0)
 
 
 def write_overview(
@@ -33,15 +36,16 @@ def write_overview(
 ) -> None:
     """Write generation/_overview/<cluster>.jpg (a contact sheet of at most 48 thumbnails) for
     each cluster and, given the last recluster's curve, elbow.png. `thumbnail(photo)` returns
-    (edge, edge, 3) uint8 RGB or None (that photo is skipped). Each file is replaced atomically.
+    (h, w, 3) uint8 RGB of any size and aspect (letterboxed into a THUMBNAIL_EDGE cell: a stored
+    320-px thumbnail serves as it is) or None (that photo is skipped). Each file is replaced
+    atomically.
     """
-    directory = generation / OVERVIEW
-    directory.mkdir(exist_ok=True)
+    directory = fsutil.private_dir(generation / OVERVIEW)
     for cluster, links in sorted(plan.items()):
         sheet = _contact_sheet(cluster, sorted(links.values()), thumbnail)
-        fsutil.atomic_write(directory / f"{cluster}.jpg", _encode_jpeg(sheet))
+        fsutil.atomic_write(directory / f"{cluster}.jpg", _encode_jpeg(sheet), fsutil.PRIVATE_FILE)
     if elbow is not None:
-        fsutil.atomic_write(directory / "elbow.png", _elbow_png(elbow))
+        fsutil.atomic_write(directory / "elbow.png", _elbow_png(elbow), fsutil.PRIVATE_FILE)
 
 
 def _contact_sheet(
@@ -69,13 +73,13 @@ def _spread(items: list[str], cap: int) -> list[str]:
 
 
 def _cell(image: Thumbnail | None) -> Thumbnail | None:
-    """A thumbnail as one (edge, edge, 3) uint8 cell; None for anything that is not RGB."""
+    """A thumbnail as one (edge, edge, 3) uint8 cell, aspect kept, letterboxed black; None for
+    anything that is not RGB."""
     if image is None or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
         return None
-    edge = THUMBNAIL_EDGE
-    if image.shape[:2] != (edge, edge):
-        return np.asarray(cv2.resize(image, (edge, edge), interpolation=cv2.INTER_AREA), np.uint8)
-    return image.astype(np.uint8, copy=False)
+    if image.shape[:2] == (THUMBNAIL_EDGE, THUMBNAIL_EDGE):
+        return image.astype(np.uint8, copy=False)
+    return fit_square(image.astype(np.uint8, copy=False), THUMBNAIL_EDGE, _LETTERBOX)
 
 
 def _encode_jpeg(sheet: Thumbnail) -> bytes:
