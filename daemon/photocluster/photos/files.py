@@ -38,7 +38,9 @@ _FILE_TYPES = (
     (stat.S_ISCHR, "not a regular file (character device)"),
     (stat.S_ISBLK, "not a regular file (block device)"),
 )
-_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# A folder is only a base for the next open (dir_fd): O_PATH needs no read permission on it, as
+# resolving a whole path needed none.
+_FOLDER_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
