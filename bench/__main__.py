@@ -19,6 +19,7 @@ SUITES: dict[str, tuple[str, bool]] = {
     "latency": ("bench.latency", True),
     "reliability": ("bench.reliability", False),
     "media": ("bench.media", False),
+    "heic": ("bench.heic", False),
 }
 RESULTS = REPO / "bench" / "results"
 

@@ -106,18 +106,18 @@ def _scene(photo: Path, width: int, height: int) -> np.ndarray:
 
 def photo_cost(path: Path) -> Callable[[], object]:
     def read_and_decode() -> object:
-        data = photos.read_photo(path, max_bytes=1 << 30).data
+        data = photos.read_photo(path.parent, path.name, max_bytes=1 << 30).data
         return photos.decode_rgb(data, INPUT_SIZE, MAX_PIXELS, PAD_RGB)
 
     return read_and_decode
 
 
 def frames_cost(path: Path) -> Callable[[], object]:
-    return lambda: video.video_frames(path, INPUT_SIZE, MAX_PIXELS, PAD_RGB)
+    return lambda: video.video_frames(path.parent, path.name, INPUT_SIZE, MAX_PIXELS, PAD_RGB)
 
 
 def fingerprint_cost(path: Path) -> Callable[[], object]:
-    return lambda: video.video_fingerprint(path)
+    return lambda: video.video_fingerprint(path.parent, path.name)
 
 
 def whole_hash(path: Path) -> Callable[[], object]:

@@ -237,7 +237,7 @@ def decoded(paths: Sequence[Path]) -> np.ndarray:
 
 
 def _decode(path: Path) -> np.ndarray:
-    data = photos.read_photo(path, max_bytes=1 << 30).data
+    data = photos.read_photo(path.parent, path.name, max_bytes=1 << 30).data
     return photos.decode_rgb(data, INPUT_SIZE, MAX_PIXELS, PAD_RGB)  # (224, 224, 3) uint8
 
 

@@ -173,7 +173,7 @@ def _unreadable(name: str) -> None:
     open_file = os.open
 
     def guarded(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if os.fsdecode(path).endswith("/" + name):
+        if os.fsdecode(path).rsplit("/", 1)[-1] == name:  # a full path or a dir_fd name
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         return open_file(path, flags, *args, **kwargs)
 

@@ -367,10 +367,10 @@ def hostile_reads() -> Iterator[None]:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         return open_file(path, flags, *args, **kwargs)
 
-    def vanishing_read(path: Path, max_bytes: int) -> photos.PhotoFile:
-        if path.name == VANISHING:
-            path.unlink(missing_ok=True)
-        return read_photo(path, max_bytes)
+    def vanishing_read(root: Path, relative: str, max_bytes: int) -> photos.PhotoFile:
+        if relative.rsplit("/", 1)[-1] == VANISHING:
+            (root / relative).unlink(missing_ok=True)
+        return read_photo(root, relative, max_bytes)
 
     os.open, photos.read_photo = guarded_open, vanishing_read
     try:

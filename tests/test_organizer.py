@@ -533,6 +533,22 @@ def test_write_overview_writes_a_contact_sheet_per_cluster_and_the_elbow_plot(
     assert tree.read_plan() == plan  # _overview is not a cluster
 
 
+def test_write_overview_letterboxes_a_thumbnail_that_is_not_square(tmp_path: Path) -> None:
+    plan = plan_tree({"cluster-001": ["wide.jpg", "tall.jpg"]})
+    shapes = {"wide.jpg": (240, 320, 3), "tall.jpg": (320, 240, 3)}  # as thumbs.Thumbnails keeps
+
+    def thumbnail(photo: str) -> npt.NDArray[np.uint8] | None:
+        return np.full(shapes[photo], 255, np.uint8)
+
+    write_overview(tmp_path, plan, thumbnail, None)
+    sheet = read_image(tmp_path / "_overview" / "cluster-001.jpg")  # tall first: sorted
+    tall, wide = sheet[40:200, 0:160], sheet[40:200, 160:320]
+    assert tall[:, :15].max() < 40 and tall[:, 145:].max() < 40  # black bars left and right
+    assert tall[:, 25:135].min() > 215
+    assert wide[:15].max() < 40 and wide[145:].max() < 40  # black bars above and below
+    assert wide[25:135].min() > 215
+
+
 def test_write_overview_caps_a_sheet_at_48_thumbnails(tmp_path: Path) -> None:
     photos = [f"p/{index:03d}.jpg" for index in range(100)]
     plan = plan_tree({"cluster-001": photos})

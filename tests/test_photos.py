@@ -24,7 +24,15 @@ from PIL import Image, ImageFile
 from photocluster import photos
 from photocluster.embedder import PAD_RGB
 from photocluster.errors import BadPhotoError
-from photocluster.photos import PhotoFile, RGBImage, is_candidate, read_photo, thumbnail, walk
+from photocluster.photos import (
+    PhotoFile,
+    RGBImage,
+    decode,
+    is_candidate,
+    read_photo,
+    thumbnail,
+    walk,
+)
 
 SET_A = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "setA"
 MAX_PIXELS = 100_000_000
@@ -276,7 +284,7 @@ def test_walk_sorts_a_directory_after_a_same_prefix_file(tmp_path: Path) -> None
 def test_read_photo_returns_bytes_size_mtime_and_blake2b_hash(tmp_path: Path) -> None:
     path = tmp_path / "IMG.jpg"
     make_file(path, b"photo bytes")
-    photo = read_photo(path, max_bytes=1000)
+    photo = read_photo(tmp_path, "IMG.jpg", max_bytes=1000)
     assert photo == PhotoFile(
         data=b"photo bytes",
         size=11,
@@ -289,31 +297,31 @@ def test_read_photo_returns_bytes_size_mtime_and_blake2b_hash(tmp_path: Path) ->
 def test_read_photo_gives_identical_content_the_same_hash(tmp_path: Path) -> None:
     make_file(tmp_path / "one.jpg", b"same")
     make_file(tmp_path / "two.jpg", b"same")
-    first = read_photo(tmp_path / "one.jpg", 100)
-    second = read_photo(tmp_path / "two.jpg", 100)
+    first = read_photo(tmp_path, "one.jpg", 100)
+    second = read_photo(tmp_path, "two.jpg", 100)
     assert first.content_hash == second.content_hash
 
 
 def test_read_photo_reads_a_non_utf8_name(tmp_path: Path) -> None:
     make_file(os.path.join(os.fsencode(tmp_path), b"\xff\xfe.jpg"), b"data")
-    assert read_photo(tmp_path / os.fsdecode(b"\xff\xfe.jpg"), 100).data == b"data"
+    assert read_photo(tmp_path, os.fsdecode(b"\xff\xfe.jpg"), 100).data == b"data"
 
 
 def test_read_photo_refuses_an_empty_file(tmp_path: Path) -> None:
     make_file(tmp_path / "empty.jpg", b"")
-    assert reason_of(lambda: read_photo(tmp_path / "empty.jpg", 100)) == "empty file"
+    assert reason_of(lambda: read_photo(tmp_path, "empty.jpg", 100)) == "empty file"
 
 
 def test_read_photo_refuses_a_file_over_max_bytes(tmp_path: Path) -> None:
     make_file(tmp_path / "big.jpg", b"x" * 101)
-    assert "too large" in reason_of(lambda: read_photo(tmp_path / "big.jpg", 100))
-    assert read_photo(tmp_path / "big.jpg", 101).size == 101
+    assert "too large" in reason_of(lambda: read_photo(tmp_path, "big.jpg", 100))
+    assert read_photo(tmp_path, "big.jpg", 101).size == 101
 
 
 @pytest.mark.timeout(10)
 def test_read_photo_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.jpg")
-    assert reason_of(lambda: read_photo(tmp_path / "pipe.jpg", 100)) == "not a regular file (FIFO)"
+    assert reason_of(lambda: read_photo(tmp_path, "pipe.jpg", 100)) == "not a regular file (FIFO)"
 
 
 @pytest.mark.timeout(10)
@@ -324,14 +332,14 @@ def test_read_photo_open_does_not_block_on_a_fifo_that_replaced_the_file(
     make_file(tmp_path / "regular.jpg")
     os.mkfifo(tmp_path / "pipe.jpg")
     regular = os.lstat(tmp_path / "regular.jpg")
-    monkeypatch.setattr(os, "lstat", lambda path: regular)
-    assert reason_of(lambda: read_photo(tmp_path / "pipe.jpg", 100)) == "not a regular file (FIFO)"
+    monkeypatch.setattr(os, "lstat", lambda path, **_: regular)
+    assert reason_of(lambda: read_photo(tmp_path, "pipe.jpg", 100)) == "not a regular file (FIFO)"
 
 
 def test_read_photo_refuses_a_symlink(tmp_path: Path) -> None:
     make_file(tmp_path / "real.jpg")
     (tmp_path / "link.jpg").symlink_to(tmp_path / "real.jpg")
-    assert reason_of(lambda: read_photo(tmp_path / "link.jpg", 100)) == "is a symbolic link"
+    assert reason_of(lambda: read_photo(tmp_path, "link.jpg", 100)) == "is a symbolic link"
 
 
 def test_read_photo_refuses_a_symlink_that_replaced_the_file_after_lstat(
@@ -340,13 +348,13 @@ def test_read_photo_refuses_a_symlink_that_replaced_the_file_after_lstat(
     make_file(tmp_path / "real.jpg")
     (tmp_path / "link.jpg").symlink_to(tmp_path / "real.jpg")
     regular = os.lstat(tmp_path / "real.jpg")
-    monkeypatch.setattr(os, "lstat", lambda path: regular)
-    assert reason_of(lambda: read_photo(tmp_path / "link.jpg", 100)) == "is a symbolic link"
+    monkeypatch.setattr(os, "lstat", lambda path, **_: regular)
+    assert reason_of(lambda: read_photo(tmp_path, "link.jpg", 100)) == "is a symbolic link"
 
 
 def test_read_photo_refuses_a_directory(tmp_path: Path) -> None:
     (tmp_path / "dir.jpg").mkdir()
-    reason = reason_of(lambda: read_photo(tmp_path / "dir.jpg", 100))
+    reason = reason_of(lambda: read_photo(tmp_path, "dir.jpg", 100))
     assert reason == "not a regular file (directory)"
 
 
@@ -354,19 +362,22 @@ def test_read_photo_reports_permission_denied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_file(tmp_path / "locked.jpg")
+    real_open = os.open
 
-    def refuse(*args: object) -> int:
-        raise PermissionError(errno.EACCES, "Permission denied", str(args[0]))
+    def refuse(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if path == "locked.jpg":
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refuse)
-    assert reason_of(lambda: read_photo(tmp_path / "locked.jpg", 100)) == "permission denied"
+    assert reason_of(lambda: read_photo(tmp_path, "locked.jpg", 100)) == "permission denied"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root bypasses file permission bits")
 def test_read_photo_reports_permission_denied_for_a_mode_000_file(tmp_path: Path) -> None:
     make_file(tmp_path / "locked.jpg")
     os.chmod(tmp_path / "locked.jpg", 0)
-    assert reason_of(lambda: read_photo(tmp_path / "locked.jpg", 100)) == "permission denied"
+    assert reason_of(lambda: read_photo(tmp_path, "locked.jpg", 100)) == "permission denied"
 
 
 def test_read_photo_reports_an_io_error_as_a_bad_photo(
@@ -379,19 +390,19 @@ def test_read_photo_reports_an_io_error_as_a_bad_photo(
 
     monkeypatch.setattr(os, "read", failing_read)
     assert (
-        reason_of(lambda: read_photo(tmp_path / "IMG.jpg", 100)) == "read error: Input/output error"
+        reason_of(lambda: read_photo(tmp_path, "IMG.jpg", 100)) == "read error: Input/output error"
     )
 
 
 def test_read_photo_lets_file_not_found_through_for_a_vanished_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        read_photo(tmp_path / "gone.jpg", 100)
+        read_photo(tmp_path, "gone.jpg", 100)
 
 
 def test_read_photo_treats_a_parent_turned_file_as_vanished(tmp_path: Path) -> None:
     make_file(tmp_path / "2024")
     with pytest.raises(FileNotFoundError):
-        read_photo(tmp_path / "2024" / "IMG.jpg", 100)
+        read_photo(tmp_path, "2024/IMG.jpg", 100)
 
 
 def test_read_photo_refuses_a_file_that_grows_while_being_read(
@@ -407,7 +418,93 @@ def test_read_photo_refuses_a_file_that_grows_while_being_read(
         return real_read(fd, count)
 
     monkeypatch.setattr(os, "read", read_while_appending)
-    assert reason_of(lambda: read_photo(path, 1000)) == "file changed while being read"
+    reason = reason_of(lambda: read_photo(tmp_path, "syncing.jpg", 1000))
+    assert reason == "file changed while being read"
+
+
+def test_read_photo_reads_a_file_in_nested_folders(tmp_path: Path) -> None:
+    (tmp_path / "2024" / "01").mkdir(parents=True)
+    make_file(tmp_path / "2024" / "01" / "IMG.jpg", b"nested")
+    assert read_photo(tmp_path, "2024/01/IMG.jpg", 100).data == b"nested"
+
+
+def test_read_photo_follows_a_symlinked_root(tmp_path: Path) -> None:
+    (tmp_path / "mount").mkdir()
+    make_file(tmp_path / "mount" / "IMG.jpg", b"through the root link")
+    (tmp_path / "photos").symlink_to(tmp_path / "mount", target_is_directory=True)
+    assert read_photo(tmp_path / "photos", "IMG.jpg", 100).data == b"through the root link"
+
+
+def test_read_photo_refuses_a_symlinked_parent_folder(tmp_path: Path) -> None:
+    root, outside = tmp_path / "photos", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    make_file(outside / "IMG.jpg", b"secret")
+    (root / "2024").symlink_to(outside, target_is_directory=True)
+    reason = reason_of(lambda: read_photo(root, "2024/IMG.jpg", 100))
+    assert reason == "a parent folder is a symbolic link"
+
+
+@pytest.mark.parametrize("relative", ["../IMG.jpg", "/etc/passwd", "a//IMG.jpg", "./IMG.jpg", ""])
+def test_read_photo_refuses_a_path_that_is_not_plainly_below_the_root(
+    tmp_path: Path, relative: str
+) -> None:
+    with pytest.raises(ValueError, match="not a path below the photo root"):
+        read_photo(tmp_path, relative, 100)
+
+
+@pytest.fixture
+def nested_and_outside(tmp_path: Path) -> tuple[Path, Path]:
+    """photos/a/b/IMG.jpg ("inside"), and outside/, outside/b/ each with an IMG.jpg ("secret")."""
+    root, outside = tmp_path / "photos", tmp_path / "outside"
+    (root / "a" / "b").mkdir(parents=True)
+    (outside / "b").mkdir(parents=True)
+    make_file(root / "a" / "b" / "IMG.jpg", b"inside")
+    make_file(outside / "IMG.jpg", b"secret")
+    make_file(outside / "b" / "IMG.jpg", b"secret")
+    return root, outside
+
+
+@pytest.mark.parametrize(
+    ("trigger", "swapped", "refused"),
+    [
+        ("a", "a", True),  # swapped just before it is opened
+        ("a", "a/b", True),  # the next folder down swapped while its parent is being opened
+        ("b", "a", False),  # swapped after it was opened: the read stays in the real folder
+        ("IMG.jpg", "a/b", False),  # the file's own folder swapped just before the file opens
+    ],
+)
+def test_read_photo_never_reads_outside_when_a_parent_is_swapped_for_a_symlink(
+    nested_and_outside: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    trigger: str,
+    swapped: str,
+    refused: bool,
+) -> None:
+    root, outside = nested_and_outside
+    real_open = os.open
+    opened: list[str] = []  # the real path behind every descriptor opened
+    swaps: list[str] = []
+
+    def swap_then_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fsdecode(path).rsplit("/", 1)[-1] == trigger and not swaps:
+            swaps.append(swapped)
+            folder = root / swapped
+            folder.rename(folder.with_name(folder.name + "-moved"))
+            target = outside / "b" if swapped.endswith("b") else outside
+            folder.symlink_to(target, target_is_directory=True)
+        descriptor = real_open(path, flags, *args, **kwargs)
+        opened.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        return descriptor
+
+    monkeypatch.setattr(os, "open", swap_then_open)
+    if refused:
+        reason = reason_of(lambda: read_photo(root, "a/b/IMG.jpg", 100))
+        assert reason == "a parent folder is a symbolic link"
+    else:
+        assert read_photo(root, "a/b/IMG.jpg", 100).data == b"inside"
+    assert swaps == [swapped]
+    assert not [path for path in opened if path.startswith(str(outside))]
 
 
 # ---------------------------------------------------------------------------- decode_rgb: basics
@@ -604,6 +701,147 @@ def test_decode_rgb_round_trips_heic(tmp_path: Path) -> None:
     assert image.shape == (32, 32, 3)
     assert_colour(image[:, :12], RED, tolerance=20)
     assert_colour(image[:, 20:], (0, 0, 255), tolerance=20)
+
+
+# ---------------------------------------------------------------------------- HEIC previews
+
+
+def heic(picture: Image.Image, thumbnails: list[int], orientation: int = 1) -> bytes:
+    """`picture` as HEIC with embedded thumbnails of these box sizes; the EXIF orientation
+    becomes libheif's irot/imir transforms on the image and on each thumbnail."""
+    if not pillow_heif.libheif_info().get("encoders"):
+        pytest.skip("libheif has no HEIC encoder here")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    try:
+        return encode(picture, "HEIF", quality=90, thumbnails=thumbnails, exif=exif.tobytes(),
+                      enc_params={"preset": "ultrafast"})  # x265's default takes seconds
+    except (RuntimeError, ValueError, OSError) as error:
+        pytest.skip(f"pillow_heif cannot encode HEIC here: {error}")
+
+
+@pytest.mark.parametrize(
+    ("thumbnails", "decoded"),
+    [
+        ([240], (180, 240, 3)),  # the embedded thumbnail's shorter side (180) >= 160: used
+        ([240, 400], (180, 240, 3)),  # the smallest one that is large enough
+        ([200], (360, 480, 3)),  # 200x150: too small, the full image is decoded
+        ([], (360, 480, 3)),  # none: the full image
+    ],
+)
+def test_decode_upright_takes_a_heic_from_an_embedded_thumbnail_only_when_large_enough(
+    thumbnails: list[int], decoded: tuple[int, int, int]
+) -> None:
+    data = heic(detailed_photo(480, 360), thumbnails)
+    assert decode.decode_upright(data, 160, MAX_PIXELS).shape == decoded
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 5, 6, 8])
+def test_decode_rgb_orients_a_heic_preview_as_its_full_image(orientation: int) -> None:
+    picture = quadrants(480, 360)
+    preview = decode_rgb(heic(picture, [240], orientation), 160, MAX_PIXELS)
+    full = decode_rgb(heic(picture, [], orientation), 160, MAX_PIXELS)
+    jpeg = decode_rgb(with_orientation(picture, "JPEG", orientation), 160, MAX_PIXELS)
+    assert mean_diff(preview, full) < 4.0
+    assert mean_diff(preview, jpeg) < 6.0  # the same EXIF orientation, applied the same way
+
+
+@pytest.fixture(scope="module")
+def heic_pair() -> tuple[bytes, bytes]:
+    """One 640x480 picture as HEIC with a 320x240 thumbnail, and without one."""
+    picture = detailed_photo(640, 480)
+    return heic(picture, [320]), heic(picture, [])
+
+
+def test_decode_rgb_of_a_heic_preview_matches_the_full_decode(
+    heic_pair: tuple[bytes, bytes],
+) -> None:
+    with_preview, without = heic_pair
+    assert decode.decode_upright(with_preview, 224, MAX_PIXELS).shape == (240, 320, 3)
+    preview = decode_rgb(with_preview, 224, MAX_PIXELS)
+    assert mean_diff(preview, decode_rgb(without, 224, MAX_PIXELS)) < 3.0
+
+
+# ---------------------------------------------------------------------------- decode_for_model
+
+
+@pytest.mark.parametrize(("width", "height"), [(1600, 1200), (1200, 1600), (500, 120)])
+def test_decode_for_model_gives_the_model_input_and_a_320_thumbnail_keeping_its_aspect(
+    width: int, height: int
+) -> None:
+    data = encode(detailed_photo(width, height), "JPEG", quality=90)
+    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    assert square.shape == (224, 224, 3) and square.dtype == np.uint8
+    assert thumb.dtype == np.uint8 and max(thumb.shape[:2]) == 320
+    assert abs(thumb.shape[1] / thumb.shape[0] - width / height) < 0.02
+    assert mean_diff(square, decode_rgb(data, 224, MAX_PIXELS)) < 2.0
+
+
+def test_decode_for_model_decodes_once_at_the_scale_both_need(imdecode_flags: list[int]) -> None:
+    data = encode(quadrants(4032, 3024), "JPEG", quality=90)
+    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    assert imdecode_flags == [cv2.IMREAD_REDUCED_COLOR_8]  # 504x378: >= 224 and >= 320
+    assert (square == decode_rgb(data, 224, MAX_PIXELS)).all()
+    assert thumb.shape == (240, 320, 3)
+
+
+def test_decode_for_model_decodes_larger_when_the_thumbnail_needs_it(
+    imdecode_flags: list[int],
+) -> None:
+    # 600x450 at /2 is 300x225: enough for the model (225 >= 224), not for a 320 thumbnail
+    data = encode(detailed_photo(600, 450), "JPEG", quality=90)
+    thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)[1]
+    assert imdecode_flags == [cv2.IMREAD_COLOR]
+    assert thumb.shape == (240, 320, 3)
+
+
+def test_decode_for_model_keeps_a_small_photo_at_its_own_size() -> None:
+    data = encode(quadrants(200, 100), "PNG")
+    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    assert square.shape == (224, 224, 3)
+    assert thumb.shape == (100, 200, 3)
+    assert (thumb == np.asarray(quadrants(200, 100))).all()
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_decode_for_model_applies_exif_orientation_to_both(orientation: int) -> None:
+    data = with_orientation(quadrants(640, 320), "JPEG", orientation)
+    square, thumb = photos.decode_for_model(data, 64, MAX_PIXELS, PAD_RGB)
+    upright = decode.decode_upright(data, 1000, MAX_PIXELS)  # (h, w, 3), full size
+    assert thumb.shape[:2] == ((320, 160) if orientation in (6, 8) else (160, 320))
+    assert mean_diff(thumb, photos.fit_long_side(upright, 320)) < 2.0
+    assert mean_diff(square, decode_rgb(data, 64, MAX_PIXELS)) < 2.0
+
+
+def test_decode_for_model_takes_a_heic_thumbnail_large_enough_for_both(
+    heic_pair: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_preview, without = heic_pair
+    full_square, full_thumb = photos.decode_for_model(without, 224, MAX_PIXELS, PAD_RGB)
+    sizes: list[tuple[int, ...]] = []
+    real_fit = decode.fit_long_side
+
+    def spy(image: RGBImage, edge: int) -> RGBImage:
+        sizes.append(image.shape[:2])
+        return real_fit(image, edge)
+
+    monkeypatch.setattr(decode, "fit_long_side", spy)
+    square, thumb = photos.decode_for_model(with_preview, 224, MAX_PIXELS, PAD_RGB)
+    assert sizes == [(240, 320)]  # decoded from the 320x240 thumbnail, not the 640x480 image
+    assert mean_diff(square, full_square) < 3.0 and mean_diff(thumb, full_thumb) < 3.0
+
+
+def test_decode_for_model_refuses_what_decode_rgb_refuses() -> None:
+    reason = reason_of(lambda: photos.decode_for_model(b"hello", 224, MAX_PIXELS, PAD_RGB))
+    assert reason.startswith("not an image")
+    bomb = png_header(50000, 50000)
+    assert "too large" in reason_of(lambda: photos.decode_for_model(bomb, 224, MAX_PIXELS, PAD_RGB))
+
+
+def test_decode_thumbnail_fits_the_long_side(tmp_path: Path) -> None:
+    data = encode(detailed_photo(900, 1200), "JPEG", quality=90)
+    assert photos.decode_thumbnail(data, MAX_PIXELS).shape == (320, 240, 3)
+    assert photos.decode_thumbnail(data, MAX_PIXELS, edge=100).shape == (100, 75, 3)
 
 
 # ---------------------------------------------------------------------------- decode_rgb: bad input
@@ -807,7 +1045,7 @@ def test_decode_rgb_decodes_real_jpegs() -> None:
 
 def test_thumbnail_fits_a_wide_photo_with_black_bars(tmp_path: Path) -> None:
     make_file(tmp_path / "wide.png", encode(solid(RED, (100, 50)), "PNG"))
-    square = thumbnail(tmp_path / "wide.png", 40, MAX_PIXELS)
+    square = thumbnail(tmp_path, "wide.png", 40, MAX_PIXELS)
     assert square is not None
     assert square.shape == (40, 40, 3)
     assert square.dtype == np.uint8
@@ -818,7 +1056,7 @@ def test_thumbnail_fits_a_wide_photo_with_black_bars(tmp_path: Path) -> None:
 def test_thumbnail_applies_exif_orientation(tmp_path: Path) -> None:
     # Stored 128x64 with orientation 6 (rotate 90 clockwise): displayed 64 wide, 128 tall.
     make_file(tmp_path / "turned.jpg", with_orientation(quadrants(128, 64), "JPEG", 6))
-    square = thumbnail(tmp_path / "turned.jpg", 64, MAX_PIXELS)
+    square = thumbnail(tmp_path, "turned.jpg", 64, MAX_PIXELS)
     assert square is not None
     assert (square[:, :14] == 0).all() and (square[:, 50:] == 0).all()
     assert_colour(square[:32, 16:32], (0, 0, 255), tolerance=30)  # blue goes top left
@@ -839,11 +1077,11 @@ def test_thumbnail_returns_none_for_any_problem(
     tmp_path: Path, make: Callable[[Path], None]
 ) -> None:
     make(tmp_path / "IMG.jpg")
-    assert thumbnail(tmp_path / "IMG.jpg", 32, MAX_PIXELS) is None
+    assert thumbnail(tmp_path, "IMG.jpg", 32, MAX_PIXELS) is None
 
 
 def test_thumbnail_returns_none_for_a_symlink(tmp_path: Path) -> None:
     make_file(tmp_path / "real.png", encode(solid(RED), "PNG"))
     (tmp_path / "link.png").symlink_to(tmp_path / "real.png")
-    assert thumbnail(tmp_path / "link.png", 32, MAX_PIXELS) is None
+    assert thumbnail(tmp_path, "link.png", 32, MAX_PIXELS) is None
     assert stat.S_ISLNK(os.lstat(tmp_path / "link.png").st_mode)

@@ -294,7 +294,7 @@ def test_a_sidecar_read_photo_refuses_gives_way_to_the_mtime(tmp_path: Path) -> 
     (tmp_path / "elsewhere.json").write_bytes(sidecar_json(1.6e9, "IMG_1.jpg"))
 
     def read_file(relative: str) -> bytes:
-        return read_photo(tmp_path / relative, MAX_SIDECAR_BYTES).data
+        return read_photo(tmp_path, relative, MAX_SIDECAR_BYTES).data
 
     names = ["IMG_1.jpg", "IMG_1.jpg.json"]
     found = taken_time(photo_bytes(RED), "IMG_1.jpg", names, read_file, MTIME_NS)

@@ -27,6 +27,17 @@ EDGE = 32
 BIG = 10**8  # max_pixels that admits every test video
 
 
+def frames_of(
+    path: Path, size: int, max_pixels: int, fill: tuple[int, int, int]
+) -> list[np.ndarray]:
+    """video_frames of the file at `path`, its folder taken as the photo root."""
+    return video_frames(path.parent, path.name, size, max_pixels, fill)
+
+
+def fingerprint_of(path: Path) -> Fingerprint:
+    return video_fingerprint(path.parent, path.name)
+
+
 def write_frames(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
     """An mp4v video of the given (h, w, 3) uint8 BGR frames."""
     height, width = frames[0].shape[:2]
@@ -101,7 +112,7 @@ def test_frames_come_from_a_quarter_half_and_three_quarters_of_the_video(tmp_pat
     levels = list(range(20, 220, 5))  # 40 frames, each a little brighter than the last
     frames = [textured(level, seed=index) for index, level in enumerate(levels)]
     path = write_frames(tmp_path / "v.mp4", frames)
-    picked = video_frames(path, EDGE, BIG, FILL)
+    picked = frames_of(path, EDGE, BIG, FILL)
     assert len(picked) == 3
     assert all(frame.shape == (EDGE, EDGE, 3) and frame.dtype == np.uint8 for frame in picked)
     middle = slice(EDGE // 4, EDGE * 3 // 4)  # inside the letterbox
@@ -119,12 +130,12 @@ def test_matroska_webm_and_3gp_videos_are_read(tmp_path: Path, suffix: str, code
     for index in range(20):
         writer.write(textured(100, seed=index))
     writer.release()
-    assert len(video_frames(path, EDGE, BIG, FILL)) == 3
+    assert len(frames_of(path, EDGE, BIG, FILL)) == 3
 
 
 def test_a_frame_is_fitted_into_the_square_with_the_models_padding(tmp_path: Path) -> None:
     frames = [textured(128, shape=(32, 64), seed=i) for i in range(20)]  # 2:1, landscape
-    (frame, *_) = video_frames(write_frames(tmp_path / "v.mp4", frames), EDGE, BIG, FILL)
+    (frame, *_) = frames_of(write_frames(tmp_path / "v.mp4", frames), EDGE, BIG, FILL)
     assert frame.shape == (EDGE, EDGE, 3)
     assert (frame[0, 0] == FILL).all() and (frame[-1, -1] == FILL).all()  # RGB, not BGR
     assert abs(float(frame[EDGE // 2].mean()) - 128) < 20
@@ -136,7 +147,7 @@ def test_black_frames_at_a_position_are_stepped_over(tmp_path: Path, count: int)
     start, end = count // 4 - 5, count // 4 + count * 3 // 100
     shape = (24, 32)
     frames = [flat(0, shape) if start <= i < end else textured(150, shape, i) for i in range(count)]
-    picked = video_frames(write_frames(tmp_path / "v.mp4", frames), EDGE, BIG, FILL)
+    picked = frames_of(write_frames(tmp_path / "v.mp4", frames), EDGE, BIG, FILL)
     middle = slice(EDGE // 4, EDGE * 3 // 4)
     assert len(picked) == 3
     assert all(float(frame[middle, :].std()) > 8 for frame in picked)
@@ -144,7 +155,7 @@ def test_black_frames_at_a_position_are_stepped_over(tmp_path: Path, count: int)
 
 def test_a_video_that_is_black_throughout_still_gives_its_frames(tmp_path: Path) -> None:
     path = write_frames(tmp_path / "v.mp4", [flat(0) for _ in range(30)])
-    frames = video_frames(path, EDGE, BIG, FILL)
+    frames = frames_of(path, EDGE, BIG, FILL)
     assert len(frames) == 3
     assert int(frames[0][EDGE // 2, EDGE // 2].max()) < 10
 
@@ -156,7 +167,7 @@ def test_only_a_small_part_of_a_big_video_is_read(tmp_path: Path) -> None:
     size = path.stat().st_size
     assert size > 3_000_000, size  # noise does not compress: several MB
     before = rchar()
-    assert len(video_frames(path, EDGE, BIG, FILL)) == 3
+    assert len(frames_of(path, EDGE, BIG, FILL)) == 3
     assert rchar() - before < size / 2
 
 
@@ -175,7 +186,7 @@ def test_what_is_not_a_video_is_a_bad_photo_with_a_reason(
     path = tmp_path / "clip.mp4"
     path.write_bytes(photo_bytes((200, 30, 30)) if content is None else content)
     with pytest.raises(BadPhotoError, match=says):
-        video_frames(path, EDGE, BIG, FILL)
+        frames_of(path, EDGE, BIG, FILL)
 
 
 def test_a_video_cut_short_gives_what_it_has_or_a_reason(tmp_path: Path) -> None:
@@ -184,7 +195,7 @@ def test_a_video_cut_short_gives_what_it_has_or_a_reason(tmp_path: Path) -> None
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # mp4v's index is at the end: it is gone
     try:
-        frames = video_frames(path, EDGE, BIG, FILL)
+        frames = frames_of(path, EDGE, BIG, FILL)
     except BadPhotoError as error:
         assert "not a video" in str(error)
     else:
@@ -195,18 +206,18 @@ def test_a_symlink_is_refused_and_a_fifo_does_not_block(tmp_path: Path) -> None:
     target = write_frames(tmp_path / "real.mp4", [textured(90, seed=i) for i in range(10)])
     (tmp_path / "link.mp4").symlink_to(target)
     with pytest.raises(BadPhotoError, match="symbolic link"):
-        video_frames(tmp_path / "link.mp4", EDGE, BIG, FILL)
+        frames_of(tmp_path / "link.mp4", EDGE, BIG, FILL)
     os.mkfifo(tmp_path / "fifo.mp4")
     with pytest.raises(BadPhotoError, match="FIFO"):
-        video_frames(tmp_path / "fifo.mp4", EDGE, BIG, FILL)
+        frames_of(tmp_path / "fifo.mp4", EDGE, BIG, FILL)
     with pytest.raises(FileNotFoundError):
-        video_frames(tmp_path / "missing.mp4", EDGE, BIG, FILL)
+        frames_of(tmp_path / "missing.mp4", EDGE, BIG, FILL)
 
 
 def test_frames_larger_than_max_pixels_are_refused_before_decoding(tmp_path: Path) -> None:
     path = write_frames(tmp_path / "v.mp4", [textured(90, seed=i) for i in range(10)])
     with pytest.raises(BadPhotoError, match="too large: 64x48"):
-        video_frames(path, EDGE, 64 * 48 - 1, FILL)
+        frames_of(path, EDGE, 64 * 48 - 1, FILL)
 
 
 # ---------------------------------------------------------------------------- identity
@@ -214,9 +225,10 @@ def test_frames_larger_than_max_pixels_are_refused_before_decoding(tmp_path: Pat
 
 def test_a_small_video_is_hashed_whole_like_a_photo(tmp_path: Path) -> None:
     path = write_frames(tmp_path / "v.mp4", [textured(90, seed=i) for i in range(10)])
-    found = video_fingerprint(path)
+    found = fingerprint_of(path)
     info = path.stat()
-    assert found == Fingerprint(info.st_size, info.st_mtime_ns, read_photo(path, BIG).content_hash)
+    whole = read_photo(path.parent, path.name, BIG).content_hash
+    assert found == Fingerprint(info.st_size, info.st_mtime_ns, whole)
 
 
 def write_big(path: Path, size: int, seed: int = 0) -> bytes:
@@ -229,12 +241,12 @@ def test_a_big_video_is_identified_by_reading_three_mib(tmp_path: Path) -> None:
     size = 12 * SAMPLE_BYTES
     data = write_big(tmp_path / "big.mp4", size)
     before = rchar()
-    found = video_fingerprint(tmp_path / "big.mp4")
+    found = fingerprint_of(tmp_path / "big.mp4")
     assert rchar() - before <= 3 * SAMPLE_BYTES + 4096
     assert found.size == size and len(found.content_hash) == 32
     assert found.content_hash != hashlib.blake2b(data, digest_size=16).hexdigest()
     (tmp_path / "copy.mp4").write_bytes(data)
-    assert video_fingerprint(tmp_path / "copy.mp4").content_hash == found.content_hash
+    assert fingerprint_of(tmp_path / "copy.mp4").content_hash == found.content_hash
 
 
 @pytest.mark.parametrize("offset", [0, 6 * SAMPLE_BYTES - SAMPLE_BYTES // 2, 12 * SAMPLE_BYTES - 1])
@@ -242,7 +254,7 @@ def test_a_byte_changed_in_a_sample_changes_the_identity(tmp_path: Path, offset:
     data = bytearray(write_big(tmp_path / "a.mp4", 12 * SAMPLE_BYTES))
     data[offset] ^= 0xFF
     (tmp_path / "b.mp4").write_bytes(bytes(data))
-    first, second = video_fingerprint(tmp_path / "a.mp4"), video_fingerprint(tmp_path / "b.mp4")
+    first, second = fingerprint_of(tmp_path / "a.mp4"), fingerprint_of(tmp_path / "b.mp4")
     assert first.content_hash != second.content_hash
 
 
@@ -250,7 +262,7 @@ def test_a_video_one_byte_longer_is_another_video(tmp_path: Path) -> None:
     data = write_big(tmp_path / "a.mp4", 12 * SAMPLE_BYTES)
     middle = len(data) // 2
     (tmp_path / "b.mp4").write_bytes(data[:middle] + b"\0" + data[middle:])
-    first, second = video_fingerprint(tmp_path / "a.mp4"), video_fingerprint(tmp_path / "b.mp4")
+    first, second = fingerprint_of(tmp_path / "a.mp4"), fingerprint_of(tmp_path / "b.mp4")
     assert first.content_hash != second.content_hash
 
 
@@ -258,9 +270,9 @@ def test_the_identity_refuses_what_read_photo_refuses(tmp_path: Path) -> None:
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "link.mp4").symlink_to(tmp_path / "empty.mp4")
     with pytest.raises(BadPhotoError, match="empty"):
-        video_fingerprint(tmp_path / "empty.mp4")
+        fingerprint_of(tmp_path / "empty.mp4")
     with pytest.raises(BadPhotoError, match="symbolic link"):
-        video_fingerprint(tmp_path / "link.mp4")
+        fingerprint_of(tmp_path / "link.mp4")
 
 
 # ---------------------------------------------------------------------------- vectors
@@ -313,8 +325,8 @@ def test_every_video_of_a_takeout_tree_reads_and_is_paired_as_built(tmp_path: Pa
     for video in sorted(facts.videos):
         folder = (tmp_path / video).parent
         assert companion_still(video, os.listdir(folder)) == facts.companions.get(video), video
-        assert len(video_frames(tmp_path / video, EDGE, BIG, FILL)) == 3, video
-        assert video_fingerprint(tmp_path / video).content_hash == facts.contents[video], video
+        assert len(frames_of(tmp_path / video, EDGE, BIG, FILL)) == 3, video
+        assert fingerprint_of(tmp_path / video).content_hash == facts.contents[video], video
     stills = [path for path in facts.contents if path not in facts.videos]
     for still in stills:
         assert companion_still(still, os.listdir((tmp_path / still).parent)) is None

@@ -145,7 +145,7 @@ def _loader(
 
     def load(path: str) -> Loaded:
         try:
-            file = photos.read_photo(root / path, limits.max_bytes)
+            file = photos.read_photo(root, path, limits.max_bytes)
         except FileNotFoundError:
             return Loaded(path, vanished=True)
         except BadPhotoError as error:

@@ -70,7 +70,7 @@ class Library:
 
     def thumbnail(self, path: str) -> np.ndarray | None:
         root = self.config.paths.photos
-        return photos.thumbnail(root / path, THUMBNAIL_EDGE, self.limits.max_pixels)
+        return photos.thumbnail(root, path, THUMBNAIL_EDGE, self.limits.max_pixels)
 
 
 def vgg16_embedder(config: Config) -> Embedder:

@@ -2,8 +2,9 @@
 
 The header is read first (PIL opens lazily) and oversized images are refused before any pixel is
 allocated. JPEG goes through OpenCV with DCT-domain downscaling; everything else through Pillow
-(HEIC/HEIF via pillow-heif). The padding colour of the model's square input is the embedder's
-rule; callers pass it in.
+(HEIC/HEIF via pillow-heif, which decodes an embedded thumbnail instead of the full picture when
+one is large enough). The padding colour of the model's square input is the embedder's rule;
+callers pass it in.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -29,6 +31,12 @@ logger = logging.getLogger(__name__)
 # Multi-picture JPEGs open through the JPEG factory and come back as format "MPO".
 _FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+# Formats whose `draft` decodes less than the whole picture: JPEG scales in the DCT domain;
+# pillow-heif (1.8 here) decodes the smallest embedded thumbnail that is no smaller than asked
+# and a true scaled copy of the image (same mode, aspect, crop, irot/imir and colour profile),
+# and otherwise the full image. Its orientation is libheif's: the transforms are applied to the
+# thumbnail as to the image, and the EXIF orientation is reset to 1 so it is not applied twice.
+_DRAFT_FORMATS = _JPEG_FORMATS | {"HEIF"}
 
 # A half-written file must never be embedded: Pillow raises on truncated data only while this
 # stays False. Pillow's own bomb guard is a backstop above OpenCV's default ceiling (2**30,
@@ -56,6 +64,15 @@ _THUMBNAIL_PADDING = (0, 0, 0)  # black letterbox around a thumbnail that is not
 
 RGBImage = npt.NDArray[np.uint8]
 RGB = tuple[int, int, int]
+THUMB_EDGE = 320  # long side of the stored thumbnail of a photo (thumbs.Thumbnails)
+
+
+@dataclass(frozen=True)
+class _Need:
+    """The least a decode must keep: its shorter side >= short and its longer side >= long."""
+
+    short: int
+    long: int
 
 
 def decode_rgb(data: bytes, size: int, max_pixels: int, fill: RGB) -> RGBImage:
@@ -71,19 +88,42 @@ def decode_rgb(data: bytes, size: int, max_pixels: int, fill: RGB) -> RGBImage:
     return fit_square(image, size, fill)  # (size, size, 3) uint8
 
 
-def thumbnail(path: Path, edge: int, max_pixels: int) -> RGBImage | None:
-    """The photo at `path` fitted into an (edge, edge, 3) uint8 RGB square, aspect kept, padded
-    black; None when it cannot be read or decoded (logged at DEBUG)."""
+def decode_for_model(
+    data: bytes, size: int, max_pixels: int, fill: RGB, thumb_edge: int = THUMB_EDGE
+) -> tuple[RGBImage, RGBImage]:
+    """One decode, two pictures: the model's (size, size, 3) uint8 input (as `decode_rgb`
+    makes it) and a thumbnail, (h, w, 3) uint8 with its long side `thumb_edge` (smaller photos
+    keep their size), aspect kept, upright.
+
+    The decode scale keeps what both need (shorter side >= size, longer side >= thumb_edge), so
+    the model's input can come from a slightly larger decode than `decode_rgb` would pick.
+    Raises BadPhotoError as `decode_rgb` does.
+    """
+    image = _decode(data, max_pixels, _Need(short=size, long=thumb_edge))  # (h, w, 3) uint8
+    return fit_square(image, size, fill), fit_long_side(image, thumb_edge)
+
+
+def decode_thumbnail(data: bytes, max_pixels: int, edge: int = THUMB_EDGE) -> RGBImage:
+    """(h, w, 3) uint8 RGB, upright, long side `edge` (a smaller photo keeps its size), aspect
+    kept, decoded at the smallest scale that allows it. Raises BadPhotoError as `decode_rgb`."""
+    image = _decode(data, max_pixels, _Need(short=1, long=edge))  # (h, w, 3) uint8
+    return fit_long_side(image, edge)
+
+
+def thumbnail(root: Path, relative: str, edge: int, max_pixels: int) -> RGBImage | None:
+    """The photo `relative` (below `root`) fitted into an (edge, edge, 3) uint8 RGB square,
+    aspect kept, padded black; None when it cannot be read or decoded (logged at DEBUG)."""
     try:
-        photo = read_photo(path, max_bytes=_encoded_size_bound(max_pixels))
+        photo = read_photo(root, relative, max_bytes=encoded_size_bound(max_pixels))
         image = decode_upright(photo.data, edge, max_pixels)  # (h, w, 3) uint8
     except (BadPhotoError, OSError) as error:
-        logger.debug("no thumbnail for %s: %s", path, error)
+        logger.debug("no thumbnail for %r: %s", relative, error)
         return None
     return fit_square(image, edge, _THUMBNAIL_PADDING)
 
 
-def _encoded_size_bound(max_pixels: int) -> int:
+def encoded_size_bound(max_pixels: int) -> int:
+    """The most bytes a file can sensibly hold for an image of at most `max_pixels` pixels."""
     # No sane encoding of an image we accept is larger than uncompressed 16-bit RGBA plus headers.
     return max_pixels * 8 + (1 << 20)
 
@@ -100,6 +140,17 @@ def fit_square(image: RGBImage, edge: int, fill: tuple[int, int, int]) -> RGBIma
     return square
 
 
+def fit_long_side(image: RGBImage, edge: int) -> RGBImage:
+    """(h, w, 3) scaled down (INTER_AREA) so that its longer side is `edge`, aspect kept; an
+    image already that small is returned as it is."""
+    height, width = image.shape[:2]
+    longer = max(height, width)
+    if longer <= edge:
+        return image
+    scale = edge / longer
+    return resize(image, max(1, round(width * scale)), max(1, round(height * scale)))
+
+
 def resize(image: RGBImage, width: int, height: int) -> RGBImage:
     if image.shape[:2] == (height, width):
         return image
@@ -109,13 +160,18 @@ def resize(image: RGBImage, width: int, height: int) -> RGBImage:
 def decode_upright(data: bytes, min_side: int, max_pixels: int) -> RGBImage:
     """(h, w, 3) uint8 RGB, upright, decoded at the smallest scale whose shorter side stays
     >= min_side where the format allows it."""
+    return _decode(data, max_pixels, _Need(short=min_side, long=min_side))
+
+
+def _decode(data: bytes, max_pixels: int, need: _Need) -> RGBImage:
+    """(h, w, 3) uint8 RGB, upright, at the smallest scale the format offers that keeps `need`."""
     if not data:
         raise BadPhotoError("empty file")
     with _open_image(data) as image:
         _check_pixels(image.size, max_pixels)
         if image.format in _JPEG_FORMATS:
-            return _decode_jpeg(data, image, min_side)
-        return _decode_with_pil(image, min_side)
+            return _decode_jpeg(data, image, need)
+        return _decode_with_pil(image, need)
 
 
 def _open_image(data: bytes) -> Image.Image:
@@ -138,26 +194,26 @@ def _check_pixels(dimensions: tuple[int, int], max_pixels: int) -> None:
         raise BadPhotoError(f"image too large: {width}x{height} pixels")
 
 
-def _decode_jpeg(data: bytes, header: Image.Image, min_side: int) -> RGBImage:
+def _decode_jpeg(data: bytes, header: Image.Image, need: _Need) -> RGBImage:
     # OpenCV can hand back a partly grey picture for a truncated JPEG (4.14 here returns None,
     # but that is a version detail): a JPEG without its end-of-image marker is refused first.
     if not _has_end_marker(data):
         raise BadPhotoError("truncated or corrupt JPEG")
-    flag = _reduced_flag(header.size, min_side)
+    flag = _reduced_flag(header.size, need)
     try:
         bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)  # EXIF orientation applied
     except cv2.error:
         bgr = None
     if bgr is None:  # e.g. over OpenCV's 2**30-pixel ceiling while max_pixels allows it
         logger.debug("OpenCV could not decode a JPEG, trying Pillow")
-        return _decode_with_pil(header, min_side)
+        return _decode_with_pil(header, need)
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)  # (h/s, w/s, 3)
 
 
-def _reduced_flag(dimensions: tuple[int, int], min_side: int) -> int:
-    shorter = min(dimensions)
+def _reduced_flag(dimensions: tuple[int, int], need: _Need) -> int:
+    shorter, longer = min(dimensions), max(dimensions)
     for scale, flag in _REDUCTIONS:
-        if shorter // scale >= min_side:
+        if shorter // scale >= need.short and longer // scale >= need.long:
             return flag
     return cv2.IMREAD_COLOR
 
@@ -187,15 +243,21 @@ def _start_of_scan(data: bytes) -> int | None:
     return None
 
 
-def _decode_with_pil(image: Image.Image, min_side: int) -> RGBImage:
-    if image.format in _JPEG_FORMATS:
-        image.draft("RGB", (min_side, min_side))  # DCT scaling; keeps both sides >= min_side
+def _decode_with_pil(image: Image.Image, need: _Need) -> RGBImage:
+    if image.format in _DRAFT_FORMATS:
+        image.draft("RGB", _draft_size(image.size, need))
     try:
         image.load()  # first frame of an animation; raises on truncation
     except _DECODE_ERRORS as error:
         raise BadPhotoError(f"truncated or corrupt {image.format}") from error
     _apply_exif_orientation(image)
     return _to_rgb(image)
+
+
+def _draft_size(dimensions: tuple[int, int], need: _Need) -> tuple[int, int]:
+    """The (width, height) that `draft` must not go below, for an image of `dimensions`."""
+    width, height = dimensions
+    return (need.long, need.short) if width >= height else (need.short, need.long)
 
 
 def _apply_exif_orientation(image: Image.Image) -> None:

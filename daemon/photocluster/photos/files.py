@@ -1,4 +1,4 @@
-"""What counts as a photo or a video, walking a tree of them, and reading a photo safely.
+"""What counts as a photo or a video, walking a tree of them, and reading a file safely.
 
 Paths are `str`, POSIX, relative to the photo root; undecodable name bytes arrive as surrogate
 escapes (os.fsdecode) and are passed through untouched. Every per-file problem becomes a
@@ -45,6 +45,9 @@ _FILE_TYPES = (
     (stat.S_ISCHR, "not a regular file (character device)"),
     (stat.S_ISBLK, "not a regular file (block device)"),
 )
+# A folder is only a base for the next open (dir_fd): O_PATH needs no read permission on it, as
+# resolving a whole path needed none.
+_FOLDER_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -134,15 +137,27 @@ def _regular_lstat(entry: os.DirEntry[str]) -> os.stat_result | None:
     return found if stat.S_ISREG(found.st_mode) else None
 
 
-def read_photo(path: Path, max_bytes: int) -> PhotoFile:
-    """Read the whole file at `path` once, without following a symlink or blocking on a FIFO.
+def read_photo(root: Path, relative: str, max_bytes: int) -> PhotoFile:
+    """Read the whole file `relative` (a POSIX path below `root`) once, without following a
+    symlink anywhere below `root` or blocking on a FIFO.
+
+    The path is opened one folder at a time relative to the one before (`dir_fd`), so a folder
+    swapped for a symlink after `walk` saw it cannot lead the read outside the root; `root`
+    itself is followed (it may be a mount point reached through a link).
 
     Raises FileNotFoundError when it vanished (or a parent stopped being a directory), and
-    BadPhotoError for anything else that makes it unusable: not a regular file, empty, larger
-    than `max_bytes`, unreadable, or changed while being read.
+    BadPhotoError for anything else that makes it unusable: a symlink on the way, not a regular
+    file, empty, larger than `max_bytes`, unreadable, or changed while being read. Raises
+    ValueError for a path that is not plainly below the root (absolute, "..", empty parts): a
+    caller's bug, since such a path never comes from `walk`.
     """
-    _refuse_non_regular(path)  # before open(): opening a device or FIFO can have effects
-    fd = _open_nofollow(path)
+    *folders, name = _components(relative)
+    parent = _open_folder(root, folders)
+    try:
+        _refuse_non_regular(parent, name)  # before open(): opening a device or FIFO has effects
+        fd = _open_nofollow(parent, name)
+    finally:
+        os.close(parent)
     try:
         before = os.fstat(fd)
         _check_regular(before, max_bytes)
@@ -158,20 +173,21 @@ def read_photo(path: Path, max_bytes: int) -> PhotoFile:
     return PhotoFile(data, before.st_size, before.st_mtime_ns, content_hash)
 
 
-def open_regular(path: Path) -> tuple[int, os.stat_result]:
-    """Open the non-empty regular file at `path` for reading, the way `read_photo` does (no
-    symlink followed, no FIFO blocked on); returns (fd, fstat), the caller closes the fd.
-
-    For readers that cannot take bytes (a video decoder opens a path: give it
-    /proc/self/fd/N). Raises FileNotFoundError when it vanished and BadPhotoError otherwise.
-    """
-    _refuse_non_regular(path)
-    fd = _open_nofollow(path)
+def open_regular(root: Path, relative: str) -> tuple[int, os.stat_result]:
+    """Open the non-empty regular file `relative` below `root` for reading the way `read_photo`
+    does (no symlink followed anywhere below the root, no FIFO blocked on); returns (fd,
+    fstat), the caller closes the fd. For readers that cannot take bytes (a video decoder
+    opens a path: give it /proc/self/fd/N). Raises like `read_photo`."""
+    *folders, name = _components(relative)
+    parent = _open_folder(root, folders)
+    try:
+        _refuse_non_regular(parent, name)
+        fd = _open_nofollow(parent, name)
+    finally:
+        os.close(parent)
     try:
         found = os.fstat(fd)
-        _check_type(found.st_mode)
-        if found.st_size == 0:
-            raise BadPhotoError("empty file")
+        _check_regular(found, max_bytes=found.st_size)
     except OSError as error:
         os.close(fd)
         raise BadPhotoError(f"read error: {error.strerror or error}") from error
@@ -181,18 +197,57 @@ def open_regular(path: Path) -> tuple[int, os.stat_result]:
     return fd, found
 
 
-def _refuse_non_regular(path: Path) -> None:
+def _components(relative: str) -> list[str]:
+    parts = relative.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"not a path below the photo root: {relative!r}")
+    return parts
+
+
+def _open_folder(root: Path, folders: list[str]) -> int:
+    """A descriptor of root/folders..., each folder opened without following a symlink."""
     try:
-        found = os.lstat(path)
+        current = os.open(root, _FOLDER_FLAGS)
+    except OSError as error:
+        raise _open_error(error) from error
+    for folder in folders:
+        try:
+            child = os.open(folder, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=current)
+        except OSError as error:
+            raise _folder_error(current, folder, error) from error
+        finally:
+            os.close(current)
+        current = child
+    return current
+
+
+def _folder_error(parent: int, folder: str, error: OSError) -> Exception:
+    """O_DIRECTORY|O_NOFOLLOW answers ENOTDIR for a symlink and for a file alike: look again
+    to tell a symlinked folder (refused) from one that became a file (the photo is gone)."""
+    if error.errno in (errno.ENOTDIR, errno.ELOOP) and _is_symlink(parent, folder):
+        return BadPhotoError("a parent folder is a symbolic link")
+    return _open_error(error)
+
+
+def _is_symlink(parent: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=parent).st_mode)
+    except OSError:
+        return False
+
+
+def _refuse_non_regular(parent: int, name: str) -> None:
+    try:
+        found = os.lstat(name, dir_fd=parent)
     except OSError as error:
         raise _open_error(error) from error
     _check_type(found.st_mode)
 
 
-def _open_nofollow(path: Path) -> int:
+def _open_nofollow(parent: int, name: str) -> int:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        return os.open(path, flags)
+        return os.open(name, flags, dir_fd=parent)
     except OSError as error:
         raise _open_error(error) from error
 

@@ -60,19 +60,22 @@ class Fingerprint(NamedTuple):
     content_hash: str  # blake2b, 16-byte digest, hex, like PhotoFile.content_hash
 
 
-def video_frames(path: Path, size: int, max_pixels: int, fill: RGB) -> list[RGBImage]:
-    """One to three frames of the video at `path`, each fitted into a (size, size, 3) uint8 RGB
-    square padded with `fill` (the embedder's padding colour), in time order.
+def video_frames(
+    root: Path, relative: str, size: int, max_pixels: int, fill: RGB
+) -> list[RGBImage]:
+    """One to three frames of the video `relative` below `root`, each fitted into a
+    (size, size, 3) uint8 RGB square padded with `fill` (the embedder's padding colour), in
+    time order.
 
     Raises FileNotFoundError when the file vanished, and BadPhotoError when it is not a regular
     file, cannot be opened as a video, announces more than `max_pixels` pixels a frame, yields
     no frame, or changed while being read.
     """
-    fd, before = open_regular(path)
+    fd, before = open_regular(root, relative)
     try:
         # FFmpeg opens by name; the open descriptor's /proc name is this very file, even if a
         # symlink has replaced its path since.
-        capture = cv2.VideoCapture(_name_of(fd, path), cv2.CAP_FFMPEG)
+        capture = cv2.VideoCapture(_name_of(fd, root / relative), cv2.CAP_FFMPEG)
         try:
             frames = _frames(capture, max_pixels)  # each (h, w, 3) uint8 BGR
         finally:
@@ -177,8 +180,9 @@ def mean_vector(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return np.asarray(mean / norm if norm > 0 else mean, dtype=np.float32)
 
 
-def video_fingerprint(path: Path) -> Fingerprint:
-    """(size, mtime_ns, content_hash) of the video at `path`, reading at most 3 MiB of it.
+def video_fingerprint(root: Path, relative: str) -> Fingerprint:
+    """(size, mtime_ns, content_hash) of the video `relative` below `root`, reading at most
+    3 MiB of it.
 
     Up to 3 MiB the whole file is hashed and the hash equals PhotoFile's for the same bytes.
     Above, the hash covers the size and the first, middle and last MiB (blake2b-128, with its
@@ -191,7 +195,7 @@ def video_fingerprint(path: Path) -> Fingerprint:
     detector of changes (size and mtime are). Raises FileNotFoundError when the file vanished
     and BadPhotoError when it is not a regular file, unreadable or changed while being read.
     """
-    fd, before = open_regular(path)
+    fd, before = open_regular(root, relative)
     try:
         digest = _sampled_hash(fd, before.st_size)
         after = os.fstat(fd)

@@ -13,6 +13,8 @@ hard link to that symlink instead of a new one: symlinks are never changed in pl
 generations can share them, and a rebuild with stable cluster names allocates inodes only for
 what changed (see ClusterTree.build).
 Links point at the originals; nothing under photo_root is ever written, moved or deleted.
+The generations folder, each generation and each cluster folder are 0700 whatever the umask
+(the names of the photos are private; a symlink has no mode of its own), `_overview` files 0600.
 One writer at a time (the daemon's worker): a ClusterTree is not thread-safe.
 """
 
@@ -119,11 +121,11 @@ class ClusterTree:
         them) every link is a new symlink.
         """
         check_plan(plan)
-        self.generations.mkdir(parents=True, exist_ok=True)
+        fsutil.private_dir(self.generations)
         final = self.generations / f"gen-{self._highest() + 1:06d}"
         temp = self.generations / f"{TEMP_PREFIX}{final.name}-{secrets.token_hex(4)}"
         source = self._reuse_source()
-        os.mkdir(temp)
+        _private_mkdir(temp)
         try:
             reused = self._fill(temp, self._prefix(final), plan, source, pulse)
             os.rename(temp, final)
@@ -240,7 +242,7 @@ class ClusterTree:
         """Write the plan's links under temp; returns how many were carried over from source."""
         reused = 0
         for cluster, links in plan.items():
-            os.mkdir(temp / cluster)
+            _private_mkdir(temp / cluster)
             new = os.open(temp / cluster, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 with _open_dir(source / cluster if source is not None else None) as old:
@@ -377,7 +379,8 @@ def _links(cluster_dir: Path, prefix: str) -> Iterator[tuple[str, str]]:
 
 def _link(cluster_dir: Path, photo: str, target: str) -> str:
     """Create a link to `target` under the first free candidate name: temp name, then rename."""
-    cluster_dir.mkdir(exist_ok=True)
+    if not _is_real_dir(cluster_dir):
+        _private_mkdir(cluster_dir)
     for name in candidate_names(photo):
         if not os.path.lexists(cluster_dir / name):
             temp = cluster_dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
@@ -385,6 +388,13 @@ def _link(cluster_dir: Path, photo: str, target: str) -> str:
             os.rename(temp, cluster_dir / name)
             return name
     raise StateError(f"no free link name for {photo!r} in {cluster_dir}")
+
+
+def _private_mkdir(path: Path) -> None:
+    """Create the folder `path` 0700 (the umask can only take bits away from mkdir's mode, so
+    the chmod makes it exact). Raises FileExistsError when it exists."""
+    os.mkdir(path, fsutil.PRIVATE_DIR)
+    os.chmod(path, fsutil.PRIVATE_DIR)
 
 
 def _is_photo_path(photo: str) -> bool:

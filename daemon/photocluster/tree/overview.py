@@ -1,12 +1,14 @@
 """The overview of a generation: a contact sheet per cluster and the elbow plot.
 
 Image rendering (OpenCV, matplotlib) lives here, apart from the link tree; each file is
-written atomically into the generation's `_overview/` before the generation is swapped in.
+written atomically (0600) into the generation's `_overview/` (0700) before the generation is
+swapped in.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,13 +19,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from photocluster import fsutil
+from photocluster.photos import fit_square
 from photocluster.progress import Pulse, no_pulse
 from photocluster.records import ElbowCurve
 from photocluster.tree.plan import OVERVIEW, LinkPlan
 
-Thumbnail = npt.NDArray[np.uint8]  # (edge, edge, 3) uint8 RGB
+Thumbnail = npt.NDArray[np.uint8]  # (h, w, 3) uint8 RGB
 THUMBNAIL_EDGE = 160  # pixels of one contact-sheet cell; thumbnails are asked for at this edge
 _COLUMNS, _SHEET_CAP, _HEADER = 8, 48, 40  # contact sheet geometry
+_LETTERBOX = (0, 0, 0)
 
 
 def write_overview(
@@ -35,16 +39,17 @@ def write_overview(
 ) -> None:
     """Write generation/_overview/<cluster>.jpg (a contact sheet of at most 48 thumbnails) for
     each cluster and, given the last recluster's curve, elbow.png. `thumbnail(photo)` returns
-    (edge, edge, 3) uint8 RGB or None (that photo is skipped). Each file is replaced atomically.
-    `pulse` is called after each sheet; what it raises (Stopping) ends the overview there.
+    (h, w, 3) uint8 RGB of any size and aspect (letterboxed into a THUMBNAIL_EDGE cell: a stored
+    320-px thumbnail serves as it is) or None (that photo is skipped). Each file is replaced
+    atomically. `pulse` is called after each sheet; what it raises (Stopping) ends the overview
+    there.
     """
-    directory = generation / OVERVIEW
-    directory.mkdir(exist_ok=True)
+    directory = fsutil.private_dir(generation / OVERVIEW)
     if elbow is not None:  # first: cheap, and kept when the sheets are cut short
-        fsutil.atomic_write(directory / "elbow.png", _elbow_png(elbow))
+        fsutil.atomic_write(directory / "elbow.png", _elbow_png(elbow), fsutil.PRIVATE_FILE)
     for cluster, links in sorted(plan.items()):
         sheet = _contact_sheet(cluster, sorted(links.values()), thumbnail)
-        fsutil.atomic_write(directory / f"{cluster}.jpg", _encode_jpeg(sheet))
+        fsutil.atomic_write(directory / f"{cluster}.jpg", _encode_jpeg(sheet), fsutil.PRIVATE_FILE)
         pulse()
 
 
@@ -60,7 +65,9 @@ def _contact_sheet(
     for index, image in enumerate(cells):
         top, left = _HEADER + index // columns * edge, index % columns * edge
         sheet[top:top + edge, left:left + edge] = image
-    cv2.putText(sheet, f"{cluster}  {len(photos)} photos", (10, 28), cv2.FONT_HERSHEY_SIMPLEX,
+    title = os.fsencode(cluster).decode("ascii", "replace")  # Hershey fonts draw ASCII only;
+    # a name that is not UTF-8 (surrogate escapes) crashes OpenCV's text drawing
+    cv2.putText(sheet, f"{title}  {len(photos)} photos", (10, 28), cv2.FONT_HERSHEY_SIMPLEX,
                 0.8, (255, 255, 255), 2, cv2.LINE_AA)
     return sheet
 
@@ -73,13 +80,13 @@ def _spread(items: list[str], cap: int) -> list[str]:
 
 
 def _cell(image: Thumbnail | None) -> Thumbnail | None:
-    """A thumbnail as one (edge, edge, 3) uint8 cell; None for anything that is not RGB."""
+    """A thumbnail as one (edge, edge, 3) uint8 cell, aspect kept, letterboxed black; None for
+    anything that is not RGB."""
     if image is None or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
         return None
-    edge = THUMBNAIL_EDGE
-    if image.shape[:2] != (edge, edge):
-        return np.asarray(cv2.resize(image, (edge, edge), interpolation=cv2.INTER_AREA), np.uint8)
-    return image.astype(np.uint8, copy=False)
+    if image.shape[:2] == (THUMBNAIL_EDGE, THUMBNAIL_EDGE):
+        return image.astype(np.uint8, copy=False)
+    return fit_square(image.astype(np.uint8, copy=False), THUMBNAIL_EDGE, _LETTERBOX)
 
 
 def _encode_jpeg(sheet: Thumbnail) -> bytes:
