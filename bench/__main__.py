@@ -17,6 +17,7 @@ SUITES: dict[str, tuple[str, bool]] = {
     "scale": ("bench.scale", False),
     "latency": ("bench.latency", True),
     "reliability": ("bench.reliability", False),
+    "page": ("bench.page", False),
 }
 RESULTS = REPO / "bench" / "results"
 
