@@ -120,17 +120,23 @@ def _rounds(scratch: Path, model: PageModel, thumbnails: dict[str, Path],
 
 
 def _write_plain(folder: Path, contents: list[str]) -> None:
-    for content in contents:
-        fan_out = folder / content[:2]
-        fan_out.mkdir(exist_ok=True)
-        (fan_out / f"{content}.webp").write_bytes(content.encode())
+    # in hash order with str paths, as write_pages goes: one fan-out folder at a time
+    base = _fan_out(folder, contents)
+    for content in sorted(contents):
+        with open(f"{base}/{content[:2]}/{content}.webp", "wb") as file:
+            file.write(content.encode())
 
 
 def _link_only(folder: Path, thumbnails: dict[str, Path]) -> None:
-    for content, source in thumbnails.items():
-        fan_out = folder / content[:2]
-        fan_out.mkdir(exist_ok=True)
-        os.link(source, fan_out / f"{content}.webp")
+    base = _fan_out(folder, list(thumbnails))
+    for content in sorted(thumbnails):
+        os.link(thumbnails[content], f"{base}/{content[:2]}/{content}.webp")
+
+
+def _fan_out(folder: Path, contents: list[str]) -> str:
+    for prefix in sorted({content[:2] for content in contents}):
+        (folder / prefix).mkdir()
+    return os.fspath(folder)
 
 
 def _page_sizes(overview: Path, model: PageModel) -> dict[str, int]:
