@@ -20,6 +20,7 @@ SUITES: dict[str, tuple[str, bool]] = {
     "reliability": ("bench.reliability", False),
     "media": ("bench.media", False),
     "heic": ("bench.heic", False),
+    "page": ("bench.page", False),
 }
 RESULTS = REPO / "bench" / "results"
 
