@@ -21,6 +21,7 @@ SUITES: dict[str, tuple[str, bool]] = {
     "media": ("bench.media", False),
     "heic": ("bench.heic", False),
     "page": ("bench.page", False),
+    "takeout": ("bench.takeout", False),
 }
 RESULTS = REPO / "bench" / "results"
 

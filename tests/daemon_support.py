@@ -137,9 +137,10 @@ def linked(clusters: Path, photo_root: Path) -> dict[str, str]:
 
 
 def contents_on_disk(root: Path) -> dict[str, set[str]]:
-    """content hash -> the paths holding it: identical copies are one photo."""
+    """content hash -> the paths holding it: identical copies are one photo (photos and videos
+    outside the default excluded folders, as the daemon with a default config sees them)."""
     groups: dict[str, set[str]] = {}
-    for rel, _ in photos.walk(root):
+    for rel, _ in photos.walk(root, photos.Excluder(photos.DEFAULT_EXCLUDES), photos.is_media):
         try:
             digest = hashlib.blake2b((root / rel).read_bytes(), digest_size=16).hexdigest()
         except OSError:  # vanished meanwhile
@@ -161,18 +162,22 @@ def all_linked(base: Path) -> bool:
 
 def assert_consistent(base: Path) -> None:
     """With the daemon stopped: disk, catalog, index and tree agree; no dangling links."""
-    on_disk = {rel for rel, _ in photos.walk(base / "photos")}
+    on_disk = set().union(*contents_on_disk(base / "photos").values())
     with Store(base / "state") as store:
         records = [r for r in store.files() if r.error is None]
-        fingerprint = records[0].fingerprint if records else ""
+        members = [r for r in records if r.still is None]  # companions are not clustered
+        fingerprint = members[0].fingerprint if members else ""
         ids, _ = store.vectors(fingerprint or "")
         assert {r.path for r in records} == on_disk
-        assert sorted(int(i) for i in ids) == sorted({r.content for r in records if r.content})
-        assert all(r.cluster is not None for r in records)
+        assert sorted(int(i) for i in ids) == sorted({r.content for r in members if r.content})
+        assert all(r.cluster is not None for r in members)
         assert sorted(store.index_ids().tolist()) == sorted(int(i) for i in ids)
         tree = linked(base / "clusters", base / "photos")
-        assert tree == {r.path: r.cluster for r in records if r.canonical}
-        assert len(tree) == len({r.content for r in records})  # one link per content
+        homes = {r.path: r.cluster for r in members}
+        companions = {r.path: homes.get(r.still) for r in records if r.still is not None}
+        canonical = {r.path: r.cluster for r in members if r.canonical}
+        assert tree == {**canonical, **{p: c for p, c in companions.items() if c is not None}}
+        assert len(canonical) == len({r.content for r in members})  # one link per content
     for link in (base / "clusters").glob("*/*"):
         if not link.parent.name.startswith("_"):
             assert link.exists(), f"dangling link {link}"

@@ -17,7 +17,7 @@ from tests.conftest import FakeEmbedder, write_photo
 LIMITS = ingest.Limits(max_bytes=1 << 24, max_pixels=10_000_000)
 WAIT = 10.0  # seconds; only ever reached when the behaviour under test is broken
 
-Decode = Callable[[bytes, int, int], np.ndarray]
+Decode = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 class SmallBatchEmbedder(FakeEmbedder):
@@ -31,18 +31,21 @@ def _photo_folder(root: Path, count: int) -> list[str]:
 
 
 def _count_decodes(monkeypatch: pytest.MonkeyPatch, on_call: Callable[[int], None]) -> None:
-    """Wrap photos.decode_rgb: `on_call(n)` runs at the start of the n-th call (1-based)."""
-    real: Decode = photos.decode_rgb
+    """Wrap photos.decode_for_model (what ingest decodes with): `on_call(n)` runs at the start
+    of the n-th call (1-based)."""
+    real: Decode = photos.decode_for_model
     lock, calls = threading.Lock(), [0]
 
-    def decode(data: bytes, size: int, max_pixels: int, fill: photos.RGB) -> np.ndarray:
+    def decode(
+        data: bytes, size: int, max_pixels: int, fill: photos.RGB
+    ) -> tuple[np.ndarray, np.ndarray]:
         with lock:
             calls[0] += 1
             number = calls[0]
         on_call(number)
         return real(data, size, max_pixels, fill)
 
-    monkeypatch.setattr(photos, "decode_rgb", decode)
+    monkeypatch.setattr(photos, "decode_for_model", decode)
 
 
 def _stored_vectors(store: Store, fingerprint: str) -> dict[str, np.ndarray]:

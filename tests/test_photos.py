@@ -785,14 +785,16 @@ def test_decode_for_model_decodes_once_at_the_scale_both_need(imdecode_flags: li
     assert thumb.shape == (240, 320, 3)
 
 
-def test_decode_for_model_decodes_larger_when_the_thumbnail_needs_it(
+def test_decode_for_model_decodes_at_the_models_scale_even_for_a_smaller_thumbnail(
     imdecode_flags: list[int],
 ) -> None:
-    # 600x450 at /2 is 300x225: enough for the model (225 >= 224), not for a 320 thumbnail
+    # 600x450 at /2 is 300x225: enough for the model (225 >= 224); the thumbnail takes what
+    # that decode gives rather than a second, larger decode or other model input
     data = encode(detailed_photo(600, 450), "JPEG", quality=90)
-    thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)[1]
-    assert imdecode_flags == [cv2.IMREAD_COLOR]
-    assert thumb.shape == (240, 320, 3)
+    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    assert imdecode_flags == [cv2.IMREAD_REDUCED_COLOR_2]
+    assert thumb.shape == (225, 300, 3)
+    assert (square == decode_rgb(data, 224, MAX_PIXELS)).all()
 
 
 def test_decode_for_model_keeps_a_small_photo_at_its_own_size() -> None:
@@ -806,11 +808,11 @@ def test_decode_for_model_keeps_a_small_photo_at_its_own_size() -> None:
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_decode_for_model_applies_exif_orientation_to_both(orientation: int) -> None:
     data = with_orientation(quadrants(640, 320), "JPEG", orientation)
-    square, thumb = photos.decode_for_model(data, 64, MAX_PIXELS, PAD_RGB)
+    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
     upright = decode.decode_upright(data, 1000, MAX_PIXELS)  # (h, w, 3), full size
     assert thumb.shape[:2] == ((320, 160) if orientation in (6, 8) else (160, 320))
     assert mean_diff(thumb, photos.fit_long_side(upright, 320)) < 2.0
-    assert mean_diff(square, decode_rgb(data, 64, MAX_PIXELS)) < 2.0
+    assert mean_diff(square, decode_rgb(data, 224, MAX_PIXELS)) < 2.0
 
 
 def test_decode_for_model_takes_a_heic_thumbnail_large_enough_for_both(

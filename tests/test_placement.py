@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from photocluster import library
+import pytest
+
+from photocluster import library, photos
 from photocluster.config import load_config
 from photocluster.progress import Progress
 from photocluster.watch import Change
@@ -106,3 +108,34 @@ def test_deleting_the_linked_copy_moves_the_link_to_another_copy(tmp_path: Path)
     tree = linked(tmp_path / "clusters", root)
     assert tree["red/red_0 copy.jpg"] == cluster
     assert_consistent(tmp_path)
+
+
+def test_thumbnails_are_kept_at_ingest_and_contact_sheets_never_decode_an_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(_library(tmp_path, per_colour=4))
+    with library.open_library(config, "scan", lambda _: FakeEmbedder()) as lib:
+        library.scan(lib, show_bar=False)
+        hashes = {r.content_hash for r in lib.store.files() if r.content_hash}
+        assert all(lib.thumbnails.has(h) for h in hashes)
+
+        def no_decoding(*args: object) -> None:
+            raise AssertionError("an original was decoded for a contact sheet")
+
+        monkeypatch.setattr(photos, "thumbnail", no_decoding)
+        assert library.recluster_now(lib, force=True) == []
+    sheets = list((tmp_path / "clusters" / "_overview").glob("cluster-*.jpg"))
+    assert sheets
+
+
+def test_a_library_from_before_thumbnails_gets_them_in_the_background(tmp_path: Path) -> None:
+    config = load_config(_library(tmp_path, per_colour=4))
+    with library.open_library(config, "scan", lambda _: FakeEmbedder()) as lib:
+        library.scan(lib, show_bar=False)
+        shutil.rmtree(tmp_path / "state" / library.THUMBNAILS)
+        rounds = 0
+        while library.fill_thumbnails(lib, limit=5):
+            rounds += 1
+        hashes = {r.content_hash for r in lib.store.files() if r.content_hash}
+        assert all(lib.thumbnails.has(h) for h in hashes) and rounds == 2  # 12 photos, 5 a go
+        assert not library.fill_thumbnails(lib, limit=5)  # and it stays done

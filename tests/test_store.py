@@ -293,7 +293,8 @@ def test_commit_recluster_sets_clusters_and_centroids_and_retires_old_names(stor
     assert names == ["cluster-003"] and centroids.shape == (1, DIM)
     assert store.used_names() == {"cluster-001", "cluster-002", "cluster-003"}
     assert store.cluster_sizes() == {"cluster-003": 3}
-    assert store.plan_members() == {"cluster-003": ["0.jpg", "1.jpg", "2.jpg"]}
+    assert [(c, p) for c, p, _ in store.plan_members()] == [
+        ("cluster-003", "0.jpg"), ("cluster-003", "1.jpg"), ("cluster-003", "2.jpg")]
 
 
 def test_commit_recluster_unclusters_contents_added_or_changed_while_it_computed(

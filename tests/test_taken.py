@@ -18,14 +18,13 @@ from PIL import ExifTags, Image
 from photocluster.photos import read_photo
 from photocluster.photos.taken import (
     MAX_SIDECAR_BYTES,
-    NAME_MAX,
     Taken,
-    dated_name,
     exif_taken,
     read_sidecar,
     sidecar_for,
     taken_time,
 )
+from photocluster.tree.names import NAME_MAX, dated_name
 from tests.takeout_tree import TreeFacts, photo_bytes, rclone_tree, sidecar_json, takeout_tree
 
 RED = (200, 30, 30)

@@ -73,6 +73,11 @@ class WatchConfig:
 
 
 @dataclass(frozen=True)
+class TreeConfig:
+    dated_names: bool = True  # link names start with the date taken: folders sort by time
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
 
@@ -85,6 +90,7 @@ class Config:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    tree: TreeConfig = field(default_factory=TreeConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -94,6 +100,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "embedding": EmbeddingConfig,
     "clustering": ClusteringConfig,
     "watch": WatchConfig,
+    "tree": TreeConfig,
     "log": LogConfig,
 }
 

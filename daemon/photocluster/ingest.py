@@ -21,8 +21,12 @@ import numpy as np
 
 from photocluster import copies, photos
 from photocluster.embedder import Embedder
-from photocluster.errors import BadPhotoError
-from photocluster.store import FileRecord, NewFile, Store, Written
+from photocluster.loading import Limits, Loaded, Loader
+from photocluster.photos import Excluder, video
+from photocluster.store import FileRecord, NewCompanion, NewFile, Store, Written
+from photocluster.thumbs import Thumbnails
+
+__all__ = ["IngestReport", "Limits", "Work", "ingest", "reconcile"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,19 +47,6 @@ class Work:
     unchanged: int
 
 
-@dataclass(frozen=True)
-class Loaded:
-    """One file after the thread pool: decoded pixels, a reusable hash, or why it failed."""
-
-    path: str
-    size: int = 0
-    mtime_ns: int = 0
-    content_hash: str = ""
-    image: np.ndarray | None = None  # (s, s, 3) uint8 RGB; None when the hash is already known
-    error: str | None = None
-    vanished: bool = False
-
-
 @dataclass
 class IngestReport:
     embedded: int = 0
@@ -66,17 +57,16 @@ class IngestReport:
     written: Written = field(default_factory=Written)  # what the tree must follow
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_bytes: int
-    max_pixels: int
-
-
-def reconcile(photo_root: Path, store: Store, fingerprint: str, subtree: str = "") -> Work:
-    """Compare the tree (or one subtree of it) with the catalog."""
+def reconcile(
+    photo_root: Path, store: Store, fingerprint: str, subtree: str = "",
+    excluder: Excluder | None = None,
+) -> Work:
+    """Compare the tree (or one subtree of it) with the catalog: photos and videos, minus what
+    `excluder` leaves out (such folders are not even listed)."""
     top = photo_root / subtree if subtree else photo_root
     prefix = f"{subtree.rstrip('/')}/" if subtree else ""
-    on_disk = {prefix + rel: stat for rel, stat in photos.walk(top)}
+    below = excluder.below(subtree.rstrip("/")) if excluder is not None and subtree else excluder
+    on_disk = {prefix + rel: stat for rel, stat in photos.walk(top, below, photos.is_media)}
     known = {record.path: record for record in store.files(prefix)}
     to_read = [p for p, st in on_disk.items() if _needs_reading(known.get(p), st, fingerprint)]
     to_read.sort(key=copies.canonical_key)  # the first copy stored of a content is its best
@@ -99,6 +89,7 @@ def ingest(
     limits: Limits,
     progress: Progress | None = None,
     stop: Callable[[], bool] | None = None,
+    thumbnails: Thumbnails | None = None,
 ) -> IngestReport:
     """Read, embed and store `paths`, in that order, batch by batch.
 
@@ -107,7 +98,7 @@ def ingest(
     """
     report = IngestReport()
     known = _known_hashes(store, paths, embedder.fingerprint)
-    load = _loader(photo_root, embedder, limits, known)
+    load = Loader(photo_root, embedder, limits, known, thumbnails)
     with ThreadPoolExecutor(decode_threads(), thread_name_prefix="decode") as pool:
         for batch in _prefetched(pool, load, paths, embedder.batch_size, PREFETCH_BATCHES):
             _store_batch(batch, store, embedder, report)
@@ -136,38 +127,6 @@ def _known_hashes(store: Store, paths: Sequence[str], fingerprint: str) -> set[s
     records = (store.file(path) for path in paths)
     return {r.content_hash for r in records
             if r is not None and r.content_hash and r.fingerprint == fingerprint}
-
-
-def _loader(
-    root: Path, embedder: Embedder, limits: Limits, known: set[str]
-) -> Callable[[str], Loaded]:
-    size, fill = embedder.input_size, embedder.pad_rgb  # the model's input rule
-
-    def load(path: str) -> Loaded:
-        try:
-            file = photos.read_photo(root, path, limits.max_bytes)
-        except FileNotFoundError:
-            return Loaded(path, vanished=True)
-        except BadPhotoError as error:
-            return _failure(root, path, error.reason)
-        base = Loaded(path, file.size, file.mtime_ns, file.content_hash)
-        if file.content_hash in known:
-            return base
-        try:
-            image = photos.decode_rgb(file.data, size, limits.max_pixels, fill)
-        except BadPhotoError as error:
-            return Loaded(path, file.size, file.mtime_ns, file.content_hash, error=error.reason)
-        return Loaded(path, file.size, file.mtime_ns, file.content_hash, image=image)
-
-    return load
-
-
-def _failure(root: Path, path: str, reason: str) -> Loaded:
-    try:
-        stat = os.lstat(root / path)
-    except OSError:
-        return Loaded(path, vanished=True)
-    return Loaded(path, stat.st_size, stat.st_mtime_ns, error=reason)
 
 
 def _prefetched(
@@ -203,9 +162,12 @@ def _store_batch(
     known: list[NewFile] = []
     to_embed: dict[str, Loaded] = {}  # content hash -> the first file holding it
     copies: list[NewFile] = []  # further files of a content in `to_embed`: stored after it
+    companions: list[NewCompanion] = []
     for item in batch:
         if item.vanished:
             report.vanished += 1
+        elif item.still is not None:
+            companions.append(NewCompanion(item.path, item.size, item.mtime_ns, item.still))
         elif item.error is not None:
             logger.warning("skipped %r: %s", item.path, item.error)
             report.written.extend(store.put_failure(item.path, item.size, item.mtime_ns,
@@ -213,12 +175,14 @@ def _store_batch(
             report.failed += 1
         elif item.content_hash in to_embed:
             copies.append(_file(item))
-        elif item.image is None or store.has_vector(item.content_hash, embedder.fingerprint):
+        elif item.frames is None or store.has_vector(item.content_hash, embedder.fingerprint):
             known.append(_file(item))
         else:
             to_embed[item.content_hash] = item
     items = known + _embedded(list(to_embed.values()), embedder) + copies
     written = store.put_files(items, embedder.fingerprint)
+    if companions:  # after their stills, which may be in this batch
+        written.extend(store.put_companions(companions))
     for path in written.skipped:  # its content was forgotten since reading began; rare
         logger.debug("the content of %r is no longer known; it will be read again", path)
     report.embedded += len(to_embed)
@@ -226,16 +190,18 @@ def _store_batch(
     report.written.extend(written)
 
 
-def _file(item: Loaded) -> NewFile:
-    return NewFile(item.path, item.size, item.mtime_ns, item.content_hash)
+def _file(item: Loaded, vector: np.ndarray | None = None) -> NewFile:
+    return NewFile(item.path, item.size, item.mtime_ns, item.content_hash, vector, item.kind,
+                   item.taken)
 
 
 def _embedded(items: list[Loaded], embedder: Embedder) -> list[NewFile]:
+    """Embed every frame of the batch in one call; a video's vector is its frames' mean."""
     if not items:
         return []
-    images = np.stack([item.image for item in items if item.image is not None])  # (n, s, s, 3)
-    vectors = embedder.embed(images)  # (n, 512) float32
-    return [
-        NewFile(item.path, item.size, item.mtime_ns, item.content_hash, vector)
-        for item, vector in zip(items, vectors, strict=True)
-    ]
+    frames = [item.frames for item in items if item.frames is not None]
+    vectors = embedder.embed(np.concatenate(frames))  # (total frames, 512) float32
+    ends = np.cumsum([len(f) for f in frames])  # (n,)
+    return [_file(item, video.mean_vector(vectors[end - len(f) : end]) if len(f) > 1 else
+                  vectors[end - 1])
+            for item, f, end in zip(items, frames, ends, strict=True)]

@@ -24,9 +24,10 @@ import numpy as np
 from photocluster import ingest, locking, photos, placement, recluster, weights
 from photocluster.config import Config
 from photocluster.embedder import Embedder, Vgg16Embedder, configure_threads
-from photocluster.errors import StateError
+from photocluster.errors import BadPhotoError, StateError
 from photocluster.progress import Progress, Pulse, checkpoint, no_pulse
 from photocluster.store import Store, Written
+from photocluster.thumbs import Thumbnails, thumbnail_from_file
 from photocluster.tree import ClusterTree
 from photocluster.tree.overview import THUMBNAIL_EDGE
 from photocluster.watch import Change
@@ -39,6 +40,9 @@ Stop = Callable[[], bool]
 # Files removed per catalog transaction (with a pulse between): each transaction also edits
 # the vector index once, so chunks stay large.
 REMOVE_CHUNK = 5000
+THUMBNAILS = "thumbnails"  # in the state directory: one per content, keyed by its hash
+DATED_NAMES = "tree.dated_names"  # meta: the naming the live tree was built with
+THUMBS_CURSOR = "thumbnails.next"  # meta: the content id fill_thumbnails goes on from
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Library:
     store: Store
     tree: ClusterTree
     embedder: Embedder
+    thumbnails: Thumbnails
     pulse: Pulse = no_pulse
 
     @property
@@ -68,7 +73,18 @@ class Library:
             max_pixels=int(settings.max_megapixels * 1_000_000),
         )
 
+    @property
+    def excluder(self) -> photos.Excluder:
+        return photos.Excluder(self.config.paths.exclude_patterns)
+
     def thumbnail(self, path: str) -> np.ndarray | None:
+        """The stored thumbnail of the photo at `path`; its original decoded once more only
+        when there is none yet (a library from before thumbnails were kept)."""
+        record = self.store.file(path)
+        if record is not None and record.content_hash is not None:
+            stored = self.thumbnails.read(record.content_hash)
+            if stored is not None:
+                return stored
         root = self.config.paths.photos
         return photos.thumbnail(root, path, THUMBNAIL_EDGE, self.limits.max_pixels)
 
@@ -97,9 +113,10 @@ def open_library(
     _check_apart(config.paths.state, config.paths.photos)
     with ExitStack() as stack:
         store = stack.enter_context(Store(config.paths.state, role=role))
-        tree = ClusterTree(config.paths.clusters, config.paths.photos)
+        tree = ClusterTree(config.paths.clusters, config.paths.photos, config.tree.dated_names)
         stack.enter_context(locking.hold(tree.lock_path, role))
-        yield Library(config, store, tree, make_embedder(config))
+        thumbnails = Thumbnails(config.paths.state / THUMBNAILS)
+        yield Library(config, store, tree, make_embedder(config), thumbnails)
 
 
 def _check_apart(state: Path, photo_root: Path) -> None:
@@ -120,14 +137,54 @@ def start(library: Library, stop: Stop | None = None) -> ingest.Work:
     while it was stopped (to be ingested next).
 
     Raises Stopping when `stop()` turns true during a tree rebuild (see `rebuild_tree`)."""
-    placement.repair_tree(
-        library.store, library.tree, library.thumbnail, checkpoint(library.pulse, stop)
-    )
+    check = checkpoint(library.pulse, stop)
+    library.thumbnails.remove_leftovers()
+    if not placement.repair_tree(library.store, library.tree, library.thumbnail, check):
+        _rename_links_if_asked(library, check)
     try:
         return reconcile(library)
     except FileNotFoundError as error:  # missing, or an empty mount point: never "all gone"
         logger.warning("photo folder %s: %s; paused", library.config.paths.photos, error.strerror)
         return ingest.Work([], [], 0)
+
+
+def _rename_links_if_asked(library: Library, check: Pulse) -> None:
+    """`tree.dated_names` changed since the tree was built: rebuild it under the new names."""
+    wanted = "1" if library.tree.dated_names else "0"
+    if library.store.meta(DATED_NAMES) in (None, wanted):
+        library.store.set_meta(DATED_NAMES, wanted)
+        return
+    logger.info("tree.dated_names is now %s: renaming the links", library.tree.dated_names)
+    last = library.store.last_recluster()
+    placement.rebuild_tree(library.store, library.tree, library.thumbnail,
+                           last.elbow if last else None, check)
+    library.store.set_meta(DATED_NAMES, wanted)
+
+
+def fill_thumbnails(library: Library, limit: int) -> bool:
+    """Make up to `limit` missing thumbnails, for photos embedded before thumbnails were kept
+    (new photos get theirs when they are decoded for the model). False once none is missing.
+    A cursor in the catalog keeps the place between calls and across restarts."""
+    cursor = int(library.store.meta(THUMBS_CURSOR) or 0)
+    batch = library.store.canonical_after(cursor, limit)
+    for _, content_hash, path, kind in batch:
+        if kind == "photo" and not library.thumbnails.has(content_hash):
+            _make_thumbnail(library, content_hash, path)
+        library.pulse()
+    if batch:
+        library.store.set_meta(THUMBS_CURSOR, str(batch[-1][0] + 1))
+    return len(batch) == limit
+
+
+def _make_thumbnail(library: Library, content_hash: str, path: str) -> None:
+    root, limits = library.config.paths.photos, library.limits
+    try:
+        found, rgb = thumbnail_from_file(root, path, limits.max_bytes, limits.max_pixels)
+    except (BadPhotoError, OSError) as error:  # the next reconciliation deals with the file
+        logger.debug("no thumbnail for %r: %s", path, error)
+        return
+    if found == content_hash:  # else it changed since: ingest makes the new one
+        library.thumbnails.put(content_hash, rgb)
 
 
 def sync(
@@ -157,9 +214,10 @@ def recover(library: Library, stop: Stop | None = None) -> None:
     """Redo what a failed write may have lost: the tree from the catalog, the catalog from disk.
 
     Raises Stopping as `start` does."""
-    placement.repair_tree(
-        library.store, library.tree, library.thumbnail, checkpoint(library.pulse, stop)
-    )
+    check = checkpoint(library.pulse, stop)
+    library.thumbnails.remove_leftovers()
+    if not placement.repair_tree(library.store, library.tree, library.thumbnail, check):
+        _rename_links_if_asked(library, check)
     rescan(library, "", stop)
 
 
@@ -174,7 +232,11 @@ def reconcile(library: Library, subtree: str = "") -> ingest.Work:
     subtree = _real_folder(root, subtree)
     if not subtree and _is_empty(root) and library.store.count():
         raise FileNotFoundError(errno.ENOENT, "the photo folder is empty (not mounted?)", root)
-    return ingest.reconcile(root, library.store, library.fingerprint, subtree)
+    excluder = library.excluder
+    work = ingest.reconcile(root, library.store, library.fingerprint, subtree, excluder)
+    if dropped := sum(1 for path in work.missing if excluder.excludes(path)):
+        logger.info("%d files in excluded folders (paths.exclude) leave the clusters", dropped)
+    return work
 
 
 def _real_folder(root: Path, subtree: str) -> str:
@@ -216,6 +278,7 @@ def apply_work(
         library.limits,
         batch_done,
         stop,
+        library.thumbnails,
     )
     progress.close()
     gone = _removed(library, work.missing)
@@ -250,7 +313,9 @@ def apply_changes(
         if change.kind == "delete":
             remove(library, [change.path])
         elif change.kind == "move" and change.dest is not None:
-            if library.store.file(change.path) is None:  # never seen: just a new photo
+            record = library.store.file(change.path)
+            if record is None or record.still is not None:  # never seen, or a companion video
+                remove(library, [change.path])  # (its still may not be beside it any more)
                 upserts.append(change.dest)
             else:
                 move(library, change.path, change.dest)

@@ -42,7 +42,9 @@ def place(rows: Sequence[StoredVector], store: Store, tree: ClusterTree) -> dict
     assignment = {row.id: names[int(j)] for row, j in zip(rows, nearest, strict=True)}
     store.assign(assignment)
     for row in rows:
-        tree.add_link(assignment[row.id], row.path)
+        tree.add_link(assignment[row.id], row.path, row.taken)
+        for companion in store.companions_of(row.path):
+            tree.add_link(assignment[row.id], companion, row.taken)
     return assignment
 
 
@@ -57,9 +59,10 @@ def follow(written: Written, store: Store, tree: ClusterTree) -> None:
 def _relink(relink: Relink, tree: ClusterTree) -> None:
     if relink.cluster is None:
         return
-    tree.remove_link(relink.cluster, relink.old)
+    if relink.old is not None:
+        tree.remove_link(relink.cluster, relink.old, relink.taken)
     if relink.new is not None:
-        tree.add_link(relink.cluster, relink.new)
+        tree.add_link(relink.cluster, relink.new, relink.taken)
 
 
 def place_unclustered(store: Store, tree: ClusterTree, fingerprint: str) -> dict[int, str]:
@@ -68,9 +71,15 @@ def place_unclustered(store: Store, tree: ClusterTree, fingerprint: str) -> dict
     return place(store.stored_vectors(store.unclustered(fingerprint)), store, tree)
 
 
-def desired_plan(store: Store) -> LinkPlan:
-    """The tree the catalog asks for."""
-    return plan_tree(store.plan_members())
+def desired_plan(store: Store, tree: ClusterTree) -> LinkPlan:
+    """The tree the catalog asks for: each content's canonical copy, and the companion videos
+    beside it, named as the tree names links."""
+    members: dict[str, list[str]] = defaultdict(list)
+    names: dict[str, str] = {}
+    for cluster, path, taken in store.plan_members():
+        members[cluster].append(path)
+        names[path] = tree.link_name(path, taken)
+    return plan_tree(members, names)
 
 
 def rebuild_tree(
@@ -86,7 +95,7 @@ def rebuild_tree(
     Stopping during the links, nothing is swapped (the tree stays behind the catalog until the
     next start repairs it); during the contact sheets, the complete links are swapped in without
     the sheets still to draw, then Stopping is raised on: the tree agrees with the catalog."""
-    plan = desired_plan(store)
+    plan = desired_plan(store, tree)
     generation = tree.build(plan, pulse)
     if thumbnail is not None:
         try:
@@ -104,7 +113,8 @@ def repair_tree(
 
     `pulse` as for `rebuild_tree`."""
     tree.remove_leftovers()
-    if tree.live() is not None and _members(tree.read_plan()) == _members(desired_plan(store)):
+    plan = desired_plan(store, tree)
+    if tree.live() is not None and _members(tree.read_plan()) == _members(plan):
         return False
     if not store.centroids()[0]:
         return False

@@ -4,6 +4,18 @@ layer (the pure clustering, the store, the tree's overview, `status`) may hold t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+TakenSource = Literal["exif", "sidecar", "mtime"]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """When a photo was taken, and where that came from (`photos.taken` reads it)."""
+
+    at: float  # UTC, seconds since the epoch
+    offset_minutes: int | None  # local time's offset from UTC where it was taken, when known
+    source: TakenSource
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from photocluster.store import CATALOG, Store
 DAEMON_STATUS = "daemon-status.json"
 FAILURES_SHOWN = 100  # the rest are counted: a library with 10 000 broken files stays readable
 _EMPTY = {"photos": 0, "files": 0, "copies": {"photos": 0, "extra_files": 0}, "failed": 0,
-          "unclustered": 0, "clusters": {}, "last_recluster": None, "failures": []}
+          "unclustered": 0, "clusters": {}, "dates": {}, "last_recluster": None, "failures": []}
 
 
 def collect(state_dir: Path) -> dict[str, Any]:
@@ -39,6 +39,7 @@ def collect(state_dir: Path) -> dict[str, Any]:
             failed=counts["failed"],
             unclustered=counts["unclustered"],
             clusters=store.cluster_sizes(),
+            dates={name: list(span) for name, span in store.cluster_dates().items()},
             last_recluster=None if last is None else _recluster(last),
             failures=[{"path": p, "reason": r} for p, r in store.failures(FAILURES_SHOWN)],
         )
@@ -98,13 +99,23 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  problem: {_printable(str(daemon['error']))} (retrying)")
     lines += _render_recluster(report["last_recluster"])
     lines.append(f"clusters: {len(report['clusters'])}")
-    lines += [f"  {name}: {size}" for name, size in report["clusters"].items()]
+    dates = report.get("dates", {})
+    lines += [f"  {name}: {size}{_span(dates.get(name))}"
+              for name, size in report["clusters"].items()]
     if report["failures"]:
         lines.append("failures:")
         lines += [f"  {_printable(f['path'])}: {f['reason']}" for f in report["failures"]]
         if report["failed"] > len(report["failures"]):
             lines.append(f"  ... and {report['failed'] - len(report['failures'])} more")
     return "\n".join(lines)
+
+
+def _span(span: list[float] | None) -> str:
+    """ " (2021-03-02 .. 2023-07-14)": when a cluster's photos were taken."""
+    if not span:
+        return ""
+    first, last = (time.strftime("%Y-%m-%d", time.localtime(at)) for at in span)
+    return f" ({first})" if first == last else f" ({first} .. {last})"
 
 
 def _printable(text: str) -> str:

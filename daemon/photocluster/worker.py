@@ -33,6 +33,7 @@ from photocluster.watch import ChangeFeed
 
 logger = logging.getLogger(__name__)
 
+THUMBNAILS_PER_IDLE_STEP = 8  # ~0.5 s of decoding at most: changes are looked at in between
 RETRY_SECONDS = 60.0  # after a failed write (a full disk, a read-only state dir): retry this often
 # What the environment, not a bug, makes a write fail with; the worker records and retries it.
 _RECOVERABLE = (StateError, OSError)
@@ -87,6 +88,7 @@ class Worker(threading.Thread):
         self._published: tuple[str, str | None] = ("", None)
         self._error: str | None = None  # the last failed write, until a retry succeeds
         self._retry_at: float | None = None
+        self._thumbnails_due = True  # until fill_thumbnails says every photo has one
 
     def run(self) -> None:
         try:
@@ -106,7 +108,8 @@ class Worker(threading.Thread):
             watch.mode,
             watch.settle_seconds,
             watch.poll_interval_seconds,
-            photos.is_candidate,
+            photos.is_media,
+            excluded=lib.excluder.excludes,
         )
         with feed:
             self._beat()  # opening took a while: the watchdog counts from READY
@@ -161,6 +164,8 @@ class Worker(threading.Thread):
                 library.apply_changes(lib, changes, self._progress_for(lib), self.stop.is_set)
                 self._backlog = 0
                 self._after_ingest(lib)
+            elif self._thumbnails_due:  # idle: a library from before thumbnails gets them
+                self._thumbnails_due = library.fill_thumbnails(lib, THUMBNAILS_PER_IDLE_STEP)
             self._retry_if_due(lib)
         except _RECOVERABLE as error:  # the changes in hand are lost: the retry rescans
             self._failed(lib, error)

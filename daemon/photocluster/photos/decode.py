@@ -91,15 +91,15 @@ def decode_rgb(data: bytes, size: int, max_pixels: int, fill: RGB) -> RGBImage:
 def decode_for_model(
     data: bytes, size: int, max_pixels: int, fill: RGB, thumb_edge: int = THUMB_EDGE
 ) -> tuple[RGBImage, RGBImage]:
-    """One decode, two pictures: the model's (size, size, 3) uint8 input (as `decode_rgb`
-    makes it) and a thumbnail, (h, w, 3) uint8 with its long side `thumb_edge` (smaller photos
-    keep their size), aspect kept, upright.
+    """One decode, two pictures: the model's (size, size, 3) uint8 input, exactly as
+    `decode_rgb` makes it, and a thumbnail, (h, w, 3) uint8 with its long side at most
+    `thumb_edge`, aspect kept, upright.
 
-    The decode scale keeps what both need (shorter side >= size, longer side >= thumb_edge), so
-    the model's input can come from a slightly larger decode than `decode_rgb` would pick.
-    Raises BadPhotoError as `decode_rgb` does.
+    The decode scale is the model's (shorter side >= size), so the vectors do not depend on
+    the thumbnails: a reduced JPEG or HEIC decode of a 4:3 photo gives a thumbnail of about
+    300 px on its long side rather than 320. Raises BadPhotoError as `decode_rgb` does.
     """
-    image = _decode(data, max_pixels, _Need(short=size, long=thumb_edge))  # (h, w, 3) uint8
+    image = _decode(data, max_pixels, _Need(short=size, long=1))  # (h, w, 3) uint8
     return fit_square(image, size, fill), fit_long_side(image, thumb_edge)
 
 

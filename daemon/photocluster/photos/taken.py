@@ -1,5 +1,5 @@
 """When a photo was taken: from its EXIF header, else from its Google Takeout sidecar, else
-from the file's mtime; and a chronological link name built from that time.
+from the file's mtime (`tree.names.dated_name` turns it into a chronological link name).
 
 EXIF `DateTimeOriginal` is local time. With `OffsetTimeOriginal` the instant is exact; without
 it the time is read as the local time of this machine (its TZ), which is right for photos taken
@@ -19,28 +19,18 @@ import re
 import struct
 import unicodedata
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any
 
 import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from photocluster.errors import BadPhotoError
+from photocluster.records import Taken
 
 logger = logging.getLogger(__name__)
 
 pillow_heif.register_heif_opener()
-
-NAME_MAX = 255  # bytes in one file name (Linux)
-
-
-@dataclass(frozen=True)
-class Taken:
-    at: float  # UTC, seconds since the epoch
-    offset_minutes: int | None  # local time's offset from UTC where it was taken, when known
-    source: Literal["exif", "sidecar", "mtime"]
-
 
 def taken_time(
     data: bytes | None,
@@ -282,47 +272,3 @@ def _seconds(value: Any) -> float | None:
     except (ValueError, OverflowError):
         return None
     return seconds if math.isfinite(seconds) and seconds > 0 else None
-
-
-# ---------------------------------------------------------------------------- link names
-
-_STAMP = "%Y-%m-%d %H.%M.%S"
-_NO_STAMP = "0000-00-00 00.00.00"  # a time no calendar can show (a wild mtime) sorts first
-_LONGEST_KEPT_EXTENSION = 16  # bytes; a longer "extension" is cut like the rest of the name
-
-
-def dated_name(taken: Taken, original_name: str) -> str:
-    """`original_name` behind the time it was taken: "2023-07-14 18.02.11 IMG_1234.jpg".
-
-    The time is shown in the zone where the photo was taken when `taken` knows its offset,
-    else in this machine's local zone. The result fits NAME_MAX bytes: the original's stem is
-    cut (on a character boundary) and its extension kept. Raises ValueError for an empty name
-    or one with "/".
-    """
-    if not original_name or "/" in original_name:
-        raise ValueError(f"not a file name: {original_name!r}")
-    prefix = _stamp(taken) + " "
-    return prefix + _fit(original_name, NAME_MAX - len(prefix.encode()))
-
-
-def _stamp(taken: Taken) -> str:
-    offset = taken.offset_minutes
-    zone = timezone(timedelta(minutes=offset)) if offset is not None else None
-    try:
-        return datetime.fromtimestamp(taken.at, zone).strftime(_STAMP)
-    except (ValueError, OverflowError, OSError):
-        return _NO_STAMP
-
-
-def _fit(name: str, budget: int) -> str:
-    """`name` in at most `budget` bytes (as the file system sees them), extension kept."""
-    raw = os.fsencode(name)
-    if len(raw) <= budget:
-        return name
-    stem, extension = os.path.splitext(raw)
-    if len(extension) > _LONGEST_KEPT_EXTENSION:
-        stem, extension = raw, b""
-    keep = budget - len(extension)
-    while keep > 0 and (stem[keep] & 0xC0) == 0x80:  # never split a UTF-8 character
-        keep -= 1
-    return os.fsdecode(stem[:keep] + extension)

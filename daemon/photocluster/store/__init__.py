@@ -3,7 +3,15 @@
 
 from photocluster.store.catalog import CATALOG, Store
 from photocluster.store.index import INDEX, STAMP
-from photocluster.store.rows import FileRecord, Members, NewFile, Relink, StoredVector, Written
+from photocluster.store.rows import (
+    FileRecord,
+    Members,
+    NewCompanion,
+    NewFile,
+    Relink,
+    StoredVector,
+    Written,
+)
 
 __all__ = [
     "CATALOG",
@@ -11,6 +19,7 @@ __all__ = [
     "STAMP",
     "FileRecord",
     "Members",
+    "NewCompanion",
     "NewFile",
     "Relink",
     "Store",

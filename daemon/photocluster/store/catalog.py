@@ -25,7 +25,7 @@ import numpy as np
 
 from photocluster import fsutil, locking
 from photocluster.errors import StateError
-from photocluster.records import ElbowCurve, ReclusterInfo
+from photocluster.records import ElbowCurve, ReclusterInfo, Taken
 from photocluster.store import schema
 from photocluster.store.contents import Contents
 from photocluster.store.index import VectorIndex
@@ -33,6 +33,7 @@ from photocluster.store.rows import (
     FileRecord,
     Ids,
     Members,
+    NewCompanion,
     NewFile,
     StoredVector,
     Vectors,
@@ -43,13 +44,21 @@ from photocluster.store.rows import (
     file_record,
     read_vectors,
     stack,
+    taken_of,
 )
 
 logger = logging.getLogger(__name__)
 
 CATALOG = "catalog.sqlite"
+_PLAN_MEMBERS = """SELECT c.cluster, f.path, c.taken_at, c.taken_offset, c.taken_source
+    FROM contents AS c JOIN files AS f ON f.id = c.canonical
+    WHERE c.cluster IS NOT NULL AND c.gone_at IS NULL
+UNION ALL SELECT c.cluster, k.path, c.taken_at, c.taken_offset, c.taken_source
+    FROM files AS k JOIN files AS f ON f.path = k.still JOIN contents AS c ON c.canonical = f.id
+    WHERE k.still IS NOT NULL AND c.cluster IS NOT NULL AND c.gone_at IS NULL"""
 _FILE = """SELECT f.id, f.path, f.size, f.mtime_ns, f.content, c.hash, c.fingerprint, c.cluster,
-    f.error, c.canonical = f.id FROM files AS f LEFT JOIN contents AS c ON c.id = f.content"""
+    f.error, c.canonical = f.id, f.still FROM files AS f LEFT JOIN contents AS c
+    ON c.id = f.content"""
 
 
 class Store:
@@ -203,14 +212,24 @@ class Store:
             "SELECT id FROM contents WHERE fingerprint = ? AND cluster IS NULL"
             " AND gone_at IS NULL ORDER BY id", (fingerprint,))]
 
-    def plan_members(self) -> dict[str, list[str]]:
-        """cluster -> canonical paths of its live contents: the tree the catalog asks for."""
-        members: dict[str, list[str]] = {}
-        for cluster, path in self._conn.execute(
-                "SELECT c.cluster, f.path FROM contents AS c JOIN files AS f ON f.id = c.canonical"
-                " WHERE c.cluster IS NOT NULL AND c.gone_at IS NULL"):
-            members.setdefault(cluster, []).append(decode(path))
-        return members
+    def plan_members(self) -> Iterator[tuple[str, str, Taken | None]]:
+        """(cluster, path, taken) of every link the catalog asks for: each clustered content's
+        canonical copy, and each companion video beside one (with its still's taken time)."""
+        for cluster, path, *taken in self._conn.execute(_PLAN_MEMBERS):
+            yield cluster, decode(path), taken_of(taken[0], taken[1], taken[2])
+
+    def canonical_after(self, first: int, limit: int) -> list[tuple[int, str, str, str]]:
+        """(id, hash, canonical path, kind) of up to `limit` live contents from id `first` on,
+        id order: a cursor over the library for background work."""
+        return [(row[0], row[1], decode(row[2]), row[3]) for row in self._conn.execute(
+            "SELECT c.id, c.hash, f.path, c.kind FROM contents AS c JOIN files AS f"
+            " ON f.id = c.canonical WHERE c.id >= ? AND c.gone_at IS NULL ORDER BY c.id LIMIT ?",
+            (first, limit))]
+
+    def companions_of(self, still: str) -> list[str]:
+        """Paths of the companion videos beside the still at `still`."""
+        return [decode(row[0]) for row in self._conn.execute(
+            "SELECT path FROM files WHERE still = ?", (encode(still),))]
 
     def content_counts(self) -> dict[str, int]:
         """Figures for `status`, each one aggregate query: live contents, clustered ones,
@@ -232,6 +251,12 @@ class Store:
         return {row[0]: row[1] for row in self._conn.execute(
             "SELECT cluster, count(*) FROM contents WHERE cluster IS NOT NULL AND gone_at IS NULL"
             " GROUP BY cluster ORDER BY cluster")}
+
+    def cluster_dates(self) -> dict[str, tuple[float, float]]:
+        """cluster -> (earliest, latest) taken time of its photos, where known."""
+        return {row[0]: (row[1], row[2]) for row in self._conn.execute(
+            "SELECT cluster, min(taken_at), max(taken_at) FROM contents WHERE cluster IS NOT NULL"
+            " AND gone_at IS NULL AND taken_at IS NOT NULL GROUP BY cluster")}
 
     def failures(self, limit: int) -> list[tuple[str, str]]:
         """(path, reason) of up to `limit` failed files, path order."""
@@ -333,15 +358,18 @@ class Store:
         copy of it does; its last copy gone, it leaves the clusters and its vector is kept for
         a while (a re-download of the same file reuses it)."""
         written = Written()
-        with self._transaction() as conn:
+        with self._transaction():
             for path in dict.fromkeys(paths):
-                row = conn.execute("SELECT id, content FROM files WHERE path = ?",
-                                   (encode(path),)).fetchone()
-                if row is None:
-                    continue
-                conn.execute("DELETE FROM files WHERE id = ?", (row[0],))
-                if row[1] is not None:
-                    written.extend(self._contents.detach(row[1], row[0], path))
+                written.extend(self._contents.forget_file(path))
+        return written
+
+    def put_companions(self, items: Sequence[NewCompanion]) -> Written:
+        """Record motion/live-photo videos beside their stills (one transaction)."""
+        written = Written()
+        with self._transaction():
+            for item in items:
+                written.extend(self._contents.attach(item.path, item.size, item.mtime_ns, None,
+                                                     None, item.still))
         return written
 
     def move(self, old: str, new: str) -> Written:
@@ -353,12 +381,7 @@ class Store:
             return written
         with self._transaction() as conn:
             file_id, content = self._file_row(old)
-            displaced = conn.execute("SELECT id, content FROM files WHERE path = ?",
-                                     (encode(new),)).fetchone()
-            if displaced is not None:
-                conn.execute("DELETE FROM files WHERE id = ?", (displaced[0],))
-                if displaced[1] is not None:
-                    written.extend(self._contents.detach(displaced[1], displaced[0], new))
+            written.extend(self._contents.forget_file(new))
             conn.execute("UPDATE files SET path = ? WHERE id = ?", (encode(new), file_id))
             if content is not None:
                 written.extend(self._contents.repick(content, file_id, old))

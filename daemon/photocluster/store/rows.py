@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from photocluster.records import Taken
+
 _FS_CODEC = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
 Ids = npt.NDArray[np.int64]
 Vectors = npt.NDArray[np.float32]
@@ -30,6 +32,7 @@ class FileRecord:
     cluster: str | None
     error: str | None
     canonical: bool  # its content's link points here
+    still: str | None = None  # a companion video: the still it belongs beside
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,19 @@ class NewFile:
     mtime_ns: int
     content_hash: str
     vector: Vectors | None = None  # (dim,) float32
-    kind: str = "photo"
+    kind: str = "photo"  # "photo" | "video"
+    taken: Taken | None = None
 
+
+@dataclass(frozen=True)
+class NewCompanion:
+    """A motion or live-photo video beside its still: not clustered on its own, linked next to
+    the still wherever the still's content is linked."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    still: str  # the still's path
 
 @dataclass(frozen=True)
 class StoredVector:
@@ -52,17 +66,19 @@ class StoredVector:
     id: int  # contents.id
     path: str
     vector: Vectors  # (dim,) float32
+    taken: Taken | None = None
 
 
 @dataclass(frozen=True)
 class Relink:
-    """A content's link must move from `old` (its canonical path until now) to `new`, or go
-    (`new` None: its last copy went)."""
+    """A link in `cluster` must move from `old` to `new`: a content's canonical copy changed,
+    or its last copy went (`new` None), or a companion video came (`old` None) or went."""
 
-    content: int
+    content: int | None  # None for a companion's own link
     cluster: str | None
-    old: str
+    old: str | None
     new: str | None
+    taken: Taken | None = None  # of the content: the link's name may carry its date
 
 
 @dataclass
@@ -90,9 +106,10 @@ class Members:
 
 
 def file_record(row: tuple[Any, ...]) -> FileRecord:
-    file_id, path, size, mtime_ns, content, content_hash, fingerprint, cluster, error, first = row
+    (file_id, path, size, mtime_ns, content, content_hash, fingerprint, cluster, error, first,
+     still) = row
     return FileRecord(file_id, decode(path), size, mtime_ns, content, content_hash, fingerprint,
-                      cluster, error, bool(first))
+                      cluster, error, bool(first), None if still is None else decode(still))
 
 
 def encode(path: str) -> bytes:
@@ -120,3 +137,10 @@ def read_vectors(conn: sqlite3.Connection, ids: Ids, dim: int) -> Vectors:
     """(n, dim) vectors of those contents from the catalog, in the order given."""
     query = "SELECT vector FROM vectors WHERE id = ?"
     return stack([conn.execute(query, (int(i),)).fetchone()[0] for i in ids], dim)
+
+
+def taken_of(at: float | None, offset: int | None, source: str | None) -> Taken | None:
+    """A Taken from the (taken_at, taken_offset, taken_source) columns; None when unknown."""
+    if at is None or source not in ("exif", "sidecar", "mtime"):
+        return None
+    return Taken(at, offset, source)  # type: ignore[arg-type]

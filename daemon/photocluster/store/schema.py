@@ -41,7 +41,9 @@ CREATE TABLE contents (id INTEGER PRIMARY KEY AUTOINCREMENT,
     cluster TEXT, in_recluster INTEGER NOT NULL DEFAULT 0, -- 1: the last recluster placed it
     version INTEGER NOT NULL DEFAULT 1,
     canonical INTEGER, -- files.id of the copy its link points at; NULL while it has no file
-    taken_at REAL, taken_source TEXT, width INTEGER, height INTEGER,
+    taken_at REAL, taken_offset INTEGER, -- UTC epoch seconds; minutes east of UTC, if known
+    taken_source TEXT, -- 'exif' | 'sidecar' | 'mtime'
+    width INTEGER, height INTEGER,
     pinned TEXT, -- a cluster the user put it in (its identity name)
     gone_at REAL, -- when its last file went; its vector is kept a while for a re-download
     added_at REAL NOT NULL);
@@ -50,9 +52,11 @@ CREATE TABLE vectors (id INTEGER PRIMARY KEY, -- contents.id; a row iff fingerpr
 CREATE TABLE files (id INTEGER PRIMARY KEY AUTOINCREMENT,
     path BLOB NOT NULL UNIQUE, -- os.fsencode(path relative to the photo root)
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    content INTEGER, -- contents.id; NULL when it could not be used (error says why)
-    error TEXT, added_at REAL NOT NULL);
+    content INTEGER, -- contents.id; NULL when it failed (error) or is a companion (still)
+    error TEXT, added_at REAL NOT NULL,
+    still BLOB); -- a motion/live-photo video: the path of the still it belongs beside
 CREATE INDEX files_content ON files (content);
+CREATE INDEX files_still ON files (still) WHERE still IS NOT NULL;
 CREATE INDEX contents_live ON contents (fingerprint, cluster, in_recluster)
     WHERE gone_at IS NULL;
 CREATE INDEX contents_gone ON contents (gone_at) WHERE gone_at IS NOT NULL;

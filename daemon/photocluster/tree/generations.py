@@ -35,10 +35,11 @@ from photocluster import fsutil
 from photocluster.errors import StateError
 from photocluster.fsutil import TEMP_PREFIX
 from photocluster.progress import Pulse, no_pulse
+from photocluster.records import Taken
+from photocluster.tree.names import candidate_names, link_name
 from photocluster.tree.plan import (
     OVERVIEW,
     LinkPlan,
-    candidate_names,
     check_cluster,
     check_photo,
     check_plan,
@@ -54,8 +55,11 @@ _SMALL_BATCH = 32  # remove_links looks these up by name; bigger batches scan th
 class ClusterTree:
     """The user-visible cluster folder: a symlink to the live generation of relative links."""
 
-    def __init__(self, cluster_root: Path, photo_root: Path) -> None:
-        """Raises StateError when the tree would lie inside the photo root (or the reverse)."""
+    def __init__(self, cluster_root: Path, photo_root: Path, dated_names: bool = False) -> None:
+        """`dated_names`: link names start with the date the photo was taken.
+
+        Raises StateError when the tree would lie inside the photo root (or the reverse)."""
+        self.dated_names = dated_names
         self.cluster_root = Path(os.path.abspath(cluster_root))
         self.photo_root = Path(os.path.abspath(photo_root))
         self.generations = self.cluster_root.parent / f".{self.cluster_root.name}.generations"
@@ -152,30 +156,36 @@ class ClusterTree:
         self._collect(keep={generation.name} | ({previous.name} if previous else set()))
         logger.info("swapped %s to %s", self.cluster_root, generation.name)
 
-    def add_link(self, cluster: str, photo: str) -> str:
-        """Link `photo` into `cluster` of the live generation (made if there is none); return the
-        link name. Any link to the photo in another cluster goes: a photo is linked once."""
+    def link_name(self, photo: str, taken: Taken | None) -> str:
+        """The name a link to `photo` prefers in this tree (`names.link_name`)."""
+        return link_name(photo, taken, self.dated_names)
+
+    def add_link(self, cluster: str, photo: str, taken: Taken | None = None) -> str:
+        """Link `photo` into `cluster` of the live generation (made if there is none) under its
+        preferred name (`link_name`) or a tagged variant; return the link name. Any link to the
+        photo in another cluster goes: a photo is linked once."""
         check_cluster(cluster)
         check_photo(photo)
+        preferred = self.link_name(photo, taken)
         generation = self.live() or self._start()
         target = self._prefix(generation) + photo
-        existing = self._find(generation, photo, target)
+        existing = self._find(generation, photo, target, preferred)
         name = next((name for home, name in existing if home == cluster), None)
         if name is None:
-            name = _link(generation / cluster, photo, target)
+            name = _link(generation / cluster, photo, target, preferred)
         for home, other in existing:
             if (home, other) != (cluster, name):
                 _unlink(generation / home / other)
         return name
 
-    def remove_link(self, cluster: str, photo: str) -> None:
+    def remove_link(self, cluster: str, photo: str, taken: Taken | None = None) -> None:
         """Remove the link to `photo` from `cluster` of the live generation, if it is there:
         only the photo's candidate link names are looked at, so it costs the same at any size."""
         generation = self.live()
         if generation is None:
             return
         target = self._prefix(generation) + photo
-        for name in candidate_names(photo):
+        for name in candidate_names(photo, self.link_name(photo, taken)):
             if _readlink(generation / cluster / name) == target:
                 _unlink(generation / cluster / name)
 
@@ -284,9 +294,11 @@ class ClusterTree:
         self.swap(generation)
         return generation
 
-    def _find(self, generation: Path, photo: str, target: str) -> list[tuple[str, str]]:
+    def _find(
+        self, generation: Path, photo: str, target: str, preferred: str | None = None
+    ) -> list[tuple[str, str]]:
         """(cluster, name) of each link to `photo`: only its candidate names need looking at."""
-        names = candidate_names(photo)
+        names = candidate_names(photo, preferred)
         return [(cluster, name) for cluster in _clusters(generation) for name in names
                 if _readlink(generation / cluster / name) == target]
 
@@ -377,11 +389,11 @@ def _links(cluster_dir: Path, prefix: str) -> Iterator[tuple[str, str]]:
             yield entry.name, target[len(prefix):]
 
 
-def _link(cluster_dir: Path, photo: str, target: str) -> str:
+def _link(cluster_dir: Path, photo: str, target: str, preferred: str | None) -> str:
     """Create a link to `target` under the first free candidate name: temp name, then rename."""
     if not _is_real_dir(cluster_dir):
         _private_mkdir(cluster_dir)
-    for name in candidate_names(photo):
+    for name in candidate_names(photo, preferred):
         if not os.path.lexists(cluster_dir / name):
             temp = cluster_dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
             os.symlink(target, temp)

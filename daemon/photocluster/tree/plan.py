@@ -7,28 +7,29 @@ dry run prints.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import posixpath
 from collections.abc import Container, Iterable, Mapping
 
 from photocluster.fsutil import TEMP_PREFIX
+from photocluster.tree.names import candidate_names
 
 LinkPlan = dict[str, dict[str, str]]  # cluster name -> {link file name -> photo relative path}
 
 OVERVIEW = "_overview"
-_TAG_LENGTHS = (8, 16, 40)  # hex digits of sha1(path); longer ones only if a shorter one clashes
-_NAME_MAX = 255  # bytes in one file name (Linux, macOS)
 
 
-def plan_tree(members: Mapping[str, Iterable[str]]) -> LinkPlan:
+def plan_tree(
+    members: Mapping[str, Iterable[str]], names: Mapping[str, str] | None = None
+) -> LinkPlan:
     """Cluster name -> photo paths  =>  cluster name -> {link name -> photo path}.
 
-    A link is named after its photo's file name. When photos in one cluster share a file name,
-    the one whose path sorts first keeps it and each other is named `<stem>~<sha1[:8]><suffix>`
-    of its own path, so a name does not depend on the other members or their order.
+    A link is named `names[photo]` (`names.link_name`: the file name, or it behind the date
+    taken), by default the photo's file name. When photos in one cluster want one name, the one
+    whose path sorts first keeps it and each other is named `<stem>~<sha1[:8]><suffix>` of its
+    own path, so a name does not depend on the other members or their order.
     Raises ValueError for an invalid cluster name or photo path, or a photo in two clusters.
     """
+    preferred = names or {}
     plan: LinkPlan = {}
     home: dict[str, str] = {}
     for cluster, photos in members.items():
@@ -38,45 +39,30 @@ def plan_tree(members: Mapping[str, Iterable[str]]) -> LinkPlan:
             check_photo(photo)
             if home.setdefault(photo, cluster) != cluster:
                 raise ValueError(f"photo {photo!r} is in clusters {home[photo]!r} and {cluster!r}")
-        plan[cluster] = _name_links(unique)
+        plan[cluster] = _name_links(unique, preferred)
     return plan
 
 
-def _name_links(photos: list[str]) -> dict[str, str]:
+def _name_links(photos: list[str], preferred: Mapping[str, str]) -> dict[str, str]:
     """Sorted photos -> {link name -> photo}; every plain name is claimed before any tagged one."""
     links: dict[str, str] = {}
     clashing = []
     for photo in photos:
-        name = posixpath.basename(photo)
+        name = preferred.get(photo) or posixpath.basename(photo)
         if name in links:
             clashing.append(photo)
         else:
             links[name] = photo
     for photo in clashing:
-        links[_free_name(photo, links)] = photo
+        links[_free_name(photo, preferred.get(photo), links)] = photo
     return links
 
 
-def _free_name(photo: str, taken: Container[str]) -> str:
-    for name in candidate_names(photo)[1:]:
+def _free_name(photo: str, preferred: str | None, taken: Container[str]) -> str:
+    for name in candidate_names(photo, preferred)[1:]:
         if name not in taken:
             return name
     raise ValueError(f"no free link name for {photo!r}")
-
-
-def candidate_names(photo: str) -> list[str]:
-    """The names a link to `photo` may have, in order of preference: plain, then tagged."""
-    base = posixpath.basename(photo)
-    stem, suffix = posixpath.splitext(base)
-    digest = hashlib.sha1(os.fsencode(photo), usedforsecurity=False).hexdigest()
-    return [base] + [_fit(stem, f"~{digest[:length]}{suffix}") for length in _TAG_LENGTHS]
-
-
-def _fit(stem: str, tail: str) -> str:
-    """stem + tail, the stem shortened until the name fits in NAME_MAX bytes."""
-    while stem and len(os.fsencode(stem + tail)) > _NAME_MAX:
-        stem = stem[:-1]
-    return stem + tail
 
 
 def check_cluster(name: str) -> None:
