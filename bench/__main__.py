@@ -17,6 +17,7 @@ SUITES: dict[str, tuple[str, bool]] = {
     "scale": ("bench.scale", False),
     "latency": ("bench.latency", True),
     "reliability": ("bench.reliability", False),
+    "neardup": ("bench.neardup", False),
 }
 RESULTS = REPO / "bench" / "results"
 
