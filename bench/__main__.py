@@ -22,6 +22,7 @@ SUITES: dict[str, tuple[str, bool]] = {
     "heic": ("bench.heic", False),
     "page": ("bench.page", False),
     "takeout": ("bench.takeout", False),
+    "neardup": ("bench.neardup", False),
 }
 RESULTS = REPO / "bench" / "results"
 
