@@ -107,6 +107,27 @@ def test_recluster_dry_run_prints_the_plan_and_changes_nothing(
     assert (tmp_path / "state" / "catalog.sqlite").read_bytes() == catalog
 
 
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "recluster"])
+def test_recluster_loads_no_model_and_never_touches_the_network(
+    colour_library: Path, config_file: Path, fake_model: FakeEmbedder, dry_run: bool
+) -> None:
+    assert cli.main(["-c", str(config_file), "scan"]) == 0
+    argv = ["-c", str(config_file), "recluster", *(["--dry-run"] if dry_run else [])]
+    script = "\n".join([
+        "import socket, sys",
+        "def refuse(*args, **kwargs): raise AssertionError('network use')",
+        "socket.create_connection = socket.getaddrinfo = socket.socket.connect = refuse",
+        "from photocluster.cli import main",
+        f"code = main({argv!r})",
+        "print('model loaded' if 'tensorflow' in sys.modules else 'no model')",
+        "sys.exit(code)",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "no model"
+
+
 def test_recluster_without_a_daemon_runs_itself_and_keeps_names(
     tmp_path: Path, colour_library: Path, config_file: Path, fake_model: FakeEmbedder
 ) -> None:

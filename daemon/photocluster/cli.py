@@ -104,7 +104,9 @@ def _recluster(config: Config, args: argparse.Namespace) -> int:
         _signal_recluster(holder, config.paths.state)
         print(f"asked the running daemon (pid {holder.pid}) to recluster")
         return EXIT_OK
-    with library.open_library(config, "recluster", library.vgg16_embedder) as lib:
+    # The vectors are in the catalog: no model to load, no weights to fetch (a dry run must
+    # never touch the network).
+    with library.open_library(config, "recluster", library.catalog_model) as lib:
         changes = library.recluster_now(lib, force=True, dry_run=args.dry_run)
     if args.dry_run:
         print("\n".join(changes or ["no changes"]))

@@ -23,10 +23,17 @@ import numpy as np
 
 from photocluster import ingest, locking, photos, placement, recluster, weights
 from photocluster.config import Config
-from photocluster.embedder import Embedder, Vgg16Embedder, configure_threads
+from photocluster.embedder import (
+    DIM,
+    INPUT_SIZE,
+    PAD_RGB,
+    Embedder,
+    Vgg16Embedder,
+    configure_threads,
+)
 from photocluster.errors import BadPhotoError, StateError
 from photocluster.progress import Progress, Pulse, checkpoint, no_pulse
-from photocluster.store import Store, Written
+from photocluster.store import CATALOG, Store, Written
 from photocluster.thumbs import Thumbnails, thumbnail_from_file
 from photocluster.tree import ClusterTree
 from photocluster.tree.overview import THUMBNAIL_EDGE
@@ -95,6 +102,28 @@ def vgg16_embedder(config: Config) -> Embedder:
     configure_threads(settings.threads)
     source = weights.resolve(settings.weights, settings.preprocessing, weights_dir(config))
     return Vgg16Embedder(source, settings.precision, settings.batch_size)
+
+
+class CatalogModel:
+    """The model the catalog's vectors were made with, known by its fingerprint only: all a
+    recluster needs (it embeds nothing), without loading TensorFlow or fetching any weights."""
+
+    input_size, pad_rgb, dim, batch_size = INPUT_SIZE, PAD_RGB, DIM, 1
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        raise StateError("no model is loaded for this command")
+
+
+def catalog_model(config: Config) -> Embedder:
+    """A `CatalogModel` for the catalog in the state directory (an empty one when there is
+    none: a recluster then finds nothing to do)."""
+    if not (config.paths.state / CATALOG).exists():
+        return CatalogModel("")
+    with Store.open_readonly(config.paths.state) as reader:
+        return CatalogModel(reader.model_fingerprint() or "")
 
 
 def weights_dir(config: Config) -> Path:

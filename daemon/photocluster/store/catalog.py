@@ -150,6 +150,13 @@ class Store:
         """Files in the catalog, failed ones included, without reading them."""
         return int(self._conn.execute("SELECT count(*) FROM files").fetchone()[0])
 
+    def model_fingerprint(self) -> str | None:
+        """The model most of the live vectors were made with (None in an empty catalog)."""
+        row = self._conn.execute(
+            "SELECT fingerprint FROM contents WHERE fingerprint IS NOT NULL AND gone_at IS NULL"
+            " GROUP BY fingerprint ORDER BY count(*) DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
     def known_hashes(self, fingerprint: str) -> set[str]:
         """Hashes of every content with a vector of that model, gone ones included."""
         return {row[0] for row in self._conn.execute(
