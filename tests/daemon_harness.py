@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from photocluster import fsutil, recluster, service, store, worker
+from photocluster.cli import setup_logging
 from photocluster.config import load_config
 from photocluster.tree import generations, overview
 from tests.conftest import FakeEmbedder
@@ -214,11 +215,7 @@ def _slow_clusters(seconds: float) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(verbose=False)  # as `photocluster run` logs
     config = load_config(Path(sys.argv[1]))
     hooks = os.environ.get
     if hooks("PHOTOCLUSTER_TEST_SLOW_RECLUSTER"):

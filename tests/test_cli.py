@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +238,20 @@ def test_scan_of_a_missing_photo_folder_exits_1_with_a_message(
 ) -> None:
     assert cli.main(["-c", str(config_file), "scan"]) == 1
     assert "photos" in caplog.text
+
+
+@pytest.mark.timeout(120)
+def test_a_file_name_with_a_newline_cannot_forge_a_log_line(
+    tmp_path: Path, colour_library: Path
+) -> None:
+    forged = "forged\n2026-01-01 00:00:00,000 ERROR photocluster: \x1b[31mfake.jpg"
+    (colour_library / forged).write_bytes(b"not a photo")
+    daemon = DaemonProcess(write_config(tmp_path, FAST))
+    try:
+        daemon.wait_for_log("skipped 'forged", timeout=60)
+    finally:
+        assert daemon.stop() == 0
+    stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
+    lines = [line for line in daemon.log.splitlines() if line.strip()]
+    assert all(stamp.match(line) for line in lines), daemon.log
+    assert "\x1b" not in daemon.log
