@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -255,3 +256,15 @@ def test_a_file_name_with_a_newline_cannot_forge_a_log_line(
     lines = [line for line in daemon.log.splitlines() if line.strip()]
     assert all(stamp.match(line) for line in lines), daemon.log
     assert "\x1b" not in daemon.log
+
+
+def test_the_log_formatter_escapes_control_characters_but_not_tracebacks() -> None:
+    formatter = cli.OneLineFormatter("%(levelname)s %(message)s")
+    record = logging.LogRecord("photocluster", logging.WARNING, __file__, 1, "moved %s to %s",
+                               ("a\nERROR b.jpg", "\x1b[31mc\udcff.jpg"), None)
+    assert formatter.format(record) == "WARNING moved a\\nERROR b.jpg to \\x1b[31mc\\udcff.jpg"
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    assert "\nTraceback" in formatter.format(record)
