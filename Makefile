@@ -27,8 +27,10 @@ lint: install
 	$(BIN)/ruff check daemon tests bench
 	$(BIN)/mypy
 
+# Three workers on two cores: most daemon tests wait on a subprocess, not the CPU. Tests of the
+# real model share one worker (tests/conftest.py), so the session's setA scan runs once.
 test: install lint
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -n 3 --dist loadgroup
 
 bench: install
 	$(BIN)/python -m bench all

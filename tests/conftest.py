@@ -42,6 +42,14 @@ class FakeEmbedder:
         return features / np.linalg.norm(features, axis=1, keepdims=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, every test of the real model runs in one worker: the session-scoped
+    scan of setA (minutes of CPU) is then made once, and two model runs never compete."""
+    for item in items:
+        if item.get_closest_marker("weights") is not None:
+            item.add_marker(pytest.mark.xdist_group("model"))
+
+
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """`cli.main` configures the root logger, as a program should; undo it between tests."""
