@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from photocluster import library, photos
+from photocluster import library, photos, recluster
 from photocluster.config import load_config
 from photocluster.progress import Progress
 from photocluster.watch import Change
@@ -139,3 +139,38 @@ def test_a_library_from_before_thumbnails_gets_them_in_the_background(tmp_path: 
         hashes = {r.content_hash for r in lib.store.files() if r.content_hash}
         assert all(lib.thumbnails.has(h) for h in hashes) and rounds == 2  # 12 photos, 5 a go
         assert not library.fill_thumbnails(lib, limit=5)  # and it stays done
+
+
+def test_two_libraries_with_their_own_state_cannot_share_one_cluster_tree(
+    tmp_path: Path,
+) -> None:
+    from photocluster.errors import LockedError
+
+    config = load_config(_library(tmp_path, per_colour=2))
+    (tmp_path / "other").mkdir()
+    other = write_config(tmp_path / "other")
+    other.write_text(other.read_text().replace('clusters = "clusters"', 'clusters = "../clusters"')
+                     .replace('photos = "photos"', 'photos = "../photos"'))  # own state only
+    second = library.open_library(load_config(other), "scan", lambda _: FakeEmbedder())
+    with (library.open_library(config, "run", lambda _: FakeEmbedder()),
+          pytest.raises(LockedError, match="generations"), second):
+        pass
+
+
+def test_a_photo_edited_while_a_recluster_computes_is_placed_afresh_and_keeps_it_due(
+    tmp_path: Path,
+) -> None:
+    config = load_config(_library(tmp_path, per_colour=4))
+    root = tmp_path / "photos"
+    with library.open_library(config, "run", lambda _: FakeEmbedder()) as lib:
+        library.scan(lib, show_bar=False)
+        snapshot = library.snapshot_if_dirty(lib, forced=True)
+        assert snapshot is not None
+        write_photo(root / "blue" / "blue_0.jpg", COLOURS["red"], size=32, seed=77)  # edited
+        library.apply_changes(lib, [Change("upsert", "blue/blue_0.jpg")], _progress,
+                              lambda: False)
+        library.apply_recluster(lib, recluster.compute(snapshot))
+        assert lib.store.changed_since_recluster()  # the next scheduled recluster is not skipped
+    tree = linked(tmp_path / "clusters", root)
+    assert tree["blue/blue_0.jpg"] == tree["red/red_0.jpg"]  # by its new content, not the old
+    assert_consistent(tmp_path)
