@@ -131,12 +131,14 @@ class Daemon:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def _is_linked(self, name: str) -> bool:
+        """A link to the photo named `name` is in some cluster folder (its link name may start
+        with the date taken: tree.dated_names)."""
         clusters = self.folder / "clusters"
         try:
             folders = os.listdir(clusters)
         except OSError:
             return False
-        return any(os.path.lexists(clusters / folder / name) for folder in folders)
+        return any(_holds(clusters / folder, name) for folder in folders)
 
     def _linked(self) -> int:
         tree = ClusterTree(self.folder / "clusters", self.folder / "photos")
@@ -157,6 +159,14 @@ class Daemon:
         if self._process.poll() is not None:
             raise RuntimeError(f"the daemon exited ({self._process.returncode}):\n"
                                + self.log_tail())
+
+
+def _holds(folder: Path, name: str) -> bool:
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return False
+    return any(entry == name or entry.endswith(" " + name) for entry in entries)
 
 
 def _wait(
