@@ -1,0 +1,368 @@
+"""The tree -> catalog direction: what a user does to the cluster folders becomes catalog state.
+
+- A cluster folder renamed (`cluster-007` -> `Beach`) names the cluster: its label.
+- A photo's link moved into another cluster's folder pins the photo there.
+- A photo's link deleted from a cluster folder marks it "not this cluster": it is placed by its
+  next-nearest centroid.
+- A cluster folder deleted retires the cluster: its photos go to their nearest other clusters.
+- Anything else a user puts into the tree is left alone, reported, and carried into each next
+  generation (`tree.foreign`); the originals are never touched.
+
+When: `TreeReader.open` at start (what changed while nothing ran), `tend` every second or so
+on the worker's idle steps (only folders whose mtime moved are read; all of them every ten
+minutes), `before_linking` before live links are made (a renamed folder is noticed first),
+`check(full=True)` before a recluster commits, and `rebuilding` around every swap: the old
+generation is read once more right after the swap, so an edit made while the new one was
+being built is applied to the catalog and to the new tree instead of being lost with the old.
+
+The comparison with the catalog is exact only while the tree is in step with it but for the
+user's edits (`trusted`): the one writer checks between its own changes, and a clean stop
+records the live generation in the catalog (`TRUSTED`). After a crash or a failed write the
+tree may lag the catalog (a link not made yet would look deleted, a recluster not swapped in
+yet would look like a thousand moves), so only renamed folders are read; the repair that
+follows rebuilds the tree from the catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+from photocluster import placement
+from photocluster.steering import Fate
+from photocluster.store import Marks, PinMoves, Store
+from photocluster.tree import ClusterTree, LinkPlan
+from photocluster.tree import foreign as foreign_entries
+from photocluster.tree.edits import Edits, Entry, Folder, Stamp, diff, stamp_of, top_level
+from photocluster.tree.labels import check_label
+
+logger = logging.getLogger(__name__)
+
+TRUSTED = "tree.trusted"  # meta: the live generation a clean stop left in step with the catalog
+CARRIED = "tree.carried"  # meta: the last old generation whose foreign entries were carried on
+CHECK_SECONDS = 1.0  # a changed folder is noticed this soon (one lstat per folder when idle)
+FULL_CHECK_SECONDS = 600.0  # every folder read, whatever its mtime says
+
+
+class TreeReader:
+    """Reads the user's edits of the live cluster tree into the catalog. One per open library,
+    used by its one writer between its own changes to the tree."""
+
+    def __init__(
+        self, store: Store, tree: ClusterTree, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store, self.tree, self._clock = store, tree, clock
+        self.trusted = False  # the tree is in step with the catalog but for the user's edits
+        self._generation: str | None = None  # the generation the stamps below are of
+        self._top: Stamp | None = None
+        self._stamps: dict[str, Stamp] = {}
+        self._reported: set[str] = set()
+        self._next_check = self._next_full = 0.0
+
+    # ---- when to look
+
+    def open(self) -> None:
+        """Read what the user changed while nothing watched: every edit when the last run
+        stopped cleanly with the tree in step, else only renamed folders. The caller mends
+        the tree next (`placement.repair_tree`) and then sets `trusted`."""
+        generation = self.tree.live()
+        marker = self.store.meta(TRUSTED)
+        if marker:
+            self.store.set_meta(TRUSTED, "")  # until this run stops cleanly
+        self.check(full=True, exact=generation is not None and marker == generation.name)
+
+    def close(self) -> None:
+        """At a clean exit, with the tree in step: say so in the catalog for the next start."""
+        generation = self.tree.live() if self.trusted else None
+        if generation is not None:
+            self.store.set_meta(TRUSTED, generation.name)
+
+    def tend(self) -> None:
+        """The periodic check: changed folders every CHECK_SECONDS, all every
+        FULL_CHECK_SECONDS."""
+        now = self._clock()
+        if now < self._next_check:
+            return
+        full = now >= self._next_full
+        self.check(full=full)
+        self._next_check = now + CHECK_SECONDS
+        if full:
+            self._next_full = now + FULL_CHECK_SECONDS
+
+    def before_linking(self) -> None:
+        """Before live links are made: notice a renamed folder first, so a photo goes into
+        `Beach/`, not into a new `cluster-007/` beside it. One lstat when the top of the tree
+        did not change."""
+        generation = self.tree.live()
+        if generation is None:
+            return
+        if generation.name != self._generation or stamp_of(generation) != self._top:
+            self.check(full=False)
+
+    @contextlib.contextmanager
+    def rebuilding(
+        self, folders_before: Mapping[str, str] | None = None,
+        fates: Mapping[str, Fate] | None = None,
+    ) -> Iterator[None]:
+        """Around a rebuild and swap of the tree: afterwards, read the old generation once more
+        and apply what the user changed in it meanwhile to the catalog and the new tree, and
+        carry the user's own things into the new one. `folders_before`: identity -> folder of
+        the clusters before a recluster committed (its old folders are in the old tree);
+        `fates`: that recluster's retired clusters, for pins made to them meanwhile."""
+        old = self.tree.live()
+        expected = self.tree.read_plan() if old is not None else {}
+        self._carry_from_older(old)
+        try:
+            yield
+        finally:
+            new = self.tree.live()
+            if new is not None and new != old:
+                if old is not None and old.is_dir():
+                    folders = {**(folders_before or {}), **self.store.folder_names()}
+                    self._after_swap(old, new, folders, expected, fates or {})
+                else:
+                    self._record(new.name, stamp_of(new), top_level(new))
+
+    # ---- reading
+
+    def check(self, full: bool, exact: bool | None = None) -> None:
+        """Compare the live generation with the catalog and record the user's edits: with
+        `exact` (default: `trusted`) all of them, else renamed folders only. Reads the folders
+        whose stamp moved since the last check, or all of them when `full`."""
+        generation = self.tree.live()
+        if generation is None:
+            self._generation = None
+            return
+        top, listing = stamp_of(generation), top_level(generation)
+        folders = self.store.folder_names()
+        names = self._to_read(generation.name, listing, folders, full)
+        read = self._read(generation, names)
+        linked = {photo for folder in read.values() for photo in folder.links.values()}
+        homes = self.store.homes(linked)
+        members = self._members(folders, read, listing)
+        edits = diff(folders, listing, read, {p: c for p, (_, c) in homes.items()}, members)
+        self._report(edits.foreign)
+        self._apply(edits, self.trusted if exact is None else exact, folders)
+        self._record(generation.name, top, listing)
+
+    def _to_read(self, generation: str, listing: Mapping[str, Entry],
+                 folders: Mapping[str, str], full: bool) -> set[str]:
+        dirs = {name for name, entry in listing.items() if entry.is_dir}
+        if full or generation != self._generation:
+            return dirs
+        changed = {name for name in dirs if self._stamps.get(name) != listing[name].stamp}
+        if set(folders.values()) - dirs:  # a cluster's folder is gone: renamed, or deleted?
+            changed |= dirs - set(folders.values())
+        return changed
+
+    def _read(self, generation: Path, names: set[str]) -> dict[str, Folder]:
+        read = {}
+        for name in sorted(names):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # gone meanwhile
+                links, others = self.tree.folder_entries(generation, name)
+                read[name] = Folder(links, tuple(others))
+        return read
+
+    def _members(self, folders: Mapping[str, str], read: Mapping[str, Folder],
+                 listing: Mapping[str, Entry]) -> dict[str, set[str]]:
+        """identity -> its photos, for each cluster whose folder was read or is missing."""
+        wanted = [identity for identity, folder in folders.items()
+                  if folder in read or folder not in listing]
+        return {identity: set(self.store.members_of(identity)) for identity in wanted}
+
+    def _record(self, generation: str, top: Stamp | None, listing: Mapping[str, Entry]) -> None:
+        self._generation, self._top = generation, top
+        self._stamps = {name: entry.stamp for name, entry in listing.items()}
+
+    def _report(self, found: list[str]) -> None:
+        for entry in found:
+            if entry not in self._reported:
+                self._reported.add(entry)
+                logger.warning("%r in the cluster tree is not photocluster's: left alone, and "
+                               "carried into the next generation when the tree is rebuilt", entry)
+
+    # ---- applying
+
+    def _apply(self, edits: Edits, exact: bool, folders: Mapping[str, str],
+               fates: Mapping[str, Fate] | None = None) -> None:
+        """Record `edits` (all of them when `exact`, else only renames) in one transaction, then
+        make the live tree follow: pinned links move, removed photos are placed anew."""
+        marks = Marks(labels=self._labels(edits.renames, folders))
+        replace: set[int] = set()
+        if exact:
+            replace = self._mark_moves(edits, marks, fates or {})
+        if not marks:
+            return
+        self.store.correct(marks)
+        self._log(marks)
+        self._follow(marks, folders, replace)
+
+    def _labels(self, renames: Mapping[str, str], folders: Mapping[str, str]
+                ) -> dict[str, str | None]:
+        """The renames that make good names, as labels; the others are renamed back."""
+        current = dict(folders)
+        labels: dict[str, str | None] = {}
+        for identity, name in sorted(renames.items()):
+            try:
+                check_label(name, identity, current)
+            except ValueError as refused:
+                self._refuse(name, current.get(identity, identity), refused)
+                continue
+            labels[identity] = None if name == identity else name
+            current[identity] = name
+        return labels
+
+    def _refuse(self, name: str, back: str, reason: ValueError) -> None:
+        renamed = self.tree.rename_folder(name, back)
+        logger.warning("%s; %s", reason, f"renamed the folder back to {back!r}" if renamed else
+                       f"the folder {name!r} is left as it is")
+
+    def _mark_moves(self, edits: Edits, marks: Marks, fates: Mapping[str, Fate]) -> set[int]:
+        """Pins, rejections and retired clusters into `marks`; returns the contents that need
+        placing anew once they are recorded."""
+        active = set(self.store.folder_names())
+        homes = self.store.homes([*edits.pins, *edits.removals])
+        for photo, identity in edits.pins.items():
+            target = _follow_retired(identity, active, fates)
+            if photo in homes and target is not None:
+                marks.pins[homes[photo][0]] = target
+        for photo, identity in edits.removals.items():
+            if photo in homes and identity in active:
+                marks.rejections[homes[photo][0]] = identity
+        vanished = edits.vanished & active
+        if vanished and vanished == active:
+            logger.warning("every cluster folder is gone from the tree; it is rebuilt at the "
+                           "next regrouping or start, and no cluster is retired")
+            vanished = set()
+        marks.retired = vanished
+        moved_out = {c for identity in vanished for c in self.store.members_of(identity).values()}
+        return set(marks.rejections) | (moved_out - set(marks.pins))
+
+    def _log(self, marks: Marks) -> None:
+        for identity, label in sorted(marks.labels.items(), key=lambda item: item[0]):
+            logger.info("cluster %s is now called %r", identity, label or identity)
+        for identity in sorted(marks.retired):
+            logger.info("the folder of %s was deleted: the cluster is retired and its photos go "
+                        "to their nearest other clusters", identity)
+        paths = {content: row[0] for content, row in
+                 self.store.link_rows([*marks.pins, *marks.rejections]).items()}
+        for content, identity in marks.pins.items():
+            logger.info("%r pinned to %s (its link was moved there)", paths.get(content),
+                        identity)
+        for content, identity in marks.rejections.items():
+            logger.info("%r is not %s (its link was deleted): placed by its next-nearest "
+                        "cluster", paths.get(content), identity)
+
+    def _follow(self, marks: Marks, folders: Mapping[str, str], replace: set[int]) -> None:
+        """Bring the live tree in line with what was just recorded."""
+        now = self.store.folder_names()
+        for identity in marks.labels:
+            if identity in now:
+                self._move_folder(folders.get(identity, identity), now[identity])
+        for content, (path, taken) in self.store.link_rows(marks.pins).items():
+            folder = now[marks.pins[content]]
+            self.tree.add_link(folder, path, taken)
+            for companion in self.store.companions_of(path):
+                self.tree.add_link(folder, companion, taken)
+        placement.place(self.store.stored_vectors(sorted(replace)), self.store, self.tree)
+        for identity in marks.retired:
+            self._remove_if_empty(folders.get(identity, identity))
+
+    def _move_folder(self, old: str, new: str) -> None:
+        """The live tree's folder `old` becomes `new`: renamed when `new` is not there yet (a
+        rename read from an old generation), merged into it when both are (a photo was linked
+        under the old name before the rename was noticed)."""
+        generation = self.tree.live()
+        if old == new or generation is None or not (generation / old).is_dir():
+            return
+        if self.tree.rename_folder(old, new):
+            return
+        for name in os.listdir(generation / old):
+            if not os.path.lexists(generation / new / name):
+                os.rename(generation / old / name, generation / new / name)
+        self._remove_if_empty(old)
+
+    def _remove_if_empty(self, folder: str) -> None:
+        generation = self.tree.live()
+        if generation is not None:
+            with contextlib.suppress(OSError):  # not empty, or gone: leave it
+                os.rmdir(generation / folder)
+
+    # ---- around a swap
+
+    def _after_swap(self, old: Path, new: Path, folders: Mapping[str, str],
+                    expected: LinkPlan, fates: Mapping[str, Fate]) -> None:
+        """Apply what the user changed in the old generation while the new one was built (it
+        was `expected` before), then carry their own things over."""
+        listing = top_level(old)
+        read = self._read(old, {name for name, entry in listing.items() if entry.is_dir})
+        by_folder = {folder: identity for identity, folder in folders.items()}
+        members = {by_folder[folder]: set(links.values())
+                   for folder, links in expected.items() if folder in by_folder}
+        home: dict[str, str | None] = {photo: identity for identity, photos in members.items()
+                                       for photo in photos}
+        edits = diff(folders, listing, read, home, members)
+        self._apply(edits, True, folders, fates)
+        self._carry(old, new, edits.foreign)
+        with contextlib.suppress(FileNotFoundError):
+            self._record(new.name, stamp_of(new), top_level(new))
+
+    def _carry(self, old: Path, new: Path, entries: list[str]) -> None:
+        moved = foreign_entries.carry(old, new, entries, self.tree.link_prefix(new))
+        for source, target in moved:
+            logger.warning("carried %r, which is not photocluster's, from %s into %s as %r",
+                           source, old.name, new.name, target)
+        self.store.set_meta(CARRIED, old.name)
+
+    def _carry_from_older(self, live: Path | None) -> None:
+        """Before a swap deletes them: carry the user's things out of older generations a
+        crash kept them in (the swap that made them old had no time to)."""
+        if live is None:
+            return
+        carried = self.store.meta(CARRIED)
+        for generation in sorted(live.parent.glob("gen-*")):
+            if generation != live and generation.name != carried and generation.is_dir():
+                self._carry(generation, live, _foreign_in(self.tree, generation))
+
+
+def _follow_retired(identity: str, active: set[str], fates: Mapping[str, Fate]) -> str | None:
+    """A pin to a cluster retired meanwhile goes to its heir; None when there is none."""
+    if identity in active:
+        return identity
+    fate = fates.get(identity)
+    return fate.into if fate is not None and fate.into in active else None
+
+
+def _foreign_in(tree: ClusterTree, generation: Path) -> list[str]:
+    """Entries of an old generation that are not ours, without knowing its clusters: any
+    top-level file, and anything in a top-level folder that is not one of our links."""
+    found = []
+    for name, entry in sorted(top_level(generation).items()):
+        if not entry.is_dir:
+            found.append(name)
+            continue
+        with contextlib.suppress(OSError):
+            found += [f"{name}/{other}" for other in tree.folder_entries(generation, name)[1]]
+    return found
+
+
+def report_recluster(folders_before: Mapping[str, str], folders_after: Mapping[str, str],
+                     fates: Mapping[str, Fate], moves: PinMoves) -> None:
+    """Log what a committed recluster did to named clusters and to pins."""
+    for identity, fate in sorted(fates.items()):
+        label = folders_before.get(identity, identity)
+        if label != identity:
+            heir = folders_after.get(fate.into) if fate.into is not None else None
+            logger.info("cluster %r (was %s) %s; its name is retired", label, identity,
+                        fate.describe(heir))
+    if moves.moved or moves.dropped:
+        logger.info("pins of retired clusters: %d moved to the cluster that took most of their "
+                    "photos, %d dropped", len(moves.moved), len(moves.dropped))
+    for content, (old, new) in sorted(moves.moved.items()):
+        logger.debug("pin of content %d moved from %s to %s", content, old, new)
+    for content, old in sorted(moves.dropped.items()):
+        logger.debug("pin of content %d to %s dropped", content, old)
