@@ -141,10 +141,13 @@ class TreeReader:
         folders = self.store.folder_names()
         names = self._to_read(generation.name, listing, folders, full)
         read = self._read(generation, names)
-        linked = {photo for folder in read.values() for photo in folder.links.values()}
-        homes = self.store.homes(linked)
         members = self._members(folders, read, listing)
-        edits = diff(folders, listing, read, {p: c for p, (_, c) in homes.items()}, members)
+        home: dict[str, str | None] = {photo: identity for identity, photos in members.items()
+                                       for photo in photos}
+        linked = {photo for folder in read.values() for photo in folder.links.values()}
+        home.update((path, cluster) for path, (_, cluster) in
+                    self.store.homes(linked - home.keys()).items())  # moved ones, mostly
+        edits = diff(folders, listing, read, home, members)
         self._report(edits.foreign)
         self._apply(edits, self.trusted if exact is None else exact, folders)
         self._record(generation.name, top, listing)

@@ -110,9 +110,11 @@ def homes(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, tuple[int
     found: dict[str, tuple[int, str | None]] = {}
     for chunk in _chunks([encode(path) for path in paths]):
         marks = ",".join("?" * len(chunk))
+        # CROSS JOIN keeps files the outer loop: a path lookup each, not a scan of contents
         for path, content, cluster in conn.execute(
-                f"SELECT f.path, c.id, c.cluster FROM files AS f JOIN contents AS c"
-                f" ON c.canonical = f.id WHERE f.path IN ({marks}) AND c.gone_at IS NULL", chunk):
+                f"SELECT f.path, c.id, c.cluster FROM files AS f CROSS JOIN contents AS c"
+                f" ON c.id = f.content WHERE f.path IN ({marks}) AND c.canonical = f.id"
+                " AND c.gone_at IS NULL", chunk):
             found[decode(path)] = (content, cluster)
     return found
 
