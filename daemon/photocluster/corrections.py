@@ -8,9 +8,9 @@
 - Anything else a user puts into the tree is left alone, reported, and carried into each next
   generation (`tree.foreign`); the originals are never touched.
 
-When: `TreeReader.open` at start (what changed while nothing ran), `tend` every second or so
-on the worker's idle steps (only folders whose mtime moved are read; all of them every ten
-minutes), `before_linking` before live links are made (a renamed folder is noticed first),
+`TreeReader` reads and compares (`tree.edits`); `recording` writes what it found. When:
+`TreeReader.open` at start (what changed while nothing ran), `tend` every second or so between
+the worker's steps (only folders whose mtime moved are read; all of them every ten minutes), `before_linking` before live links are made (a renamed folder is noticed first),
 `check(full=True)` before a recluster commits, and `rebuilding` around every swap: the old
 generation is read once more right after the swap, so an edit made while the new one was
 being built is applied to the catalog and to the new tree instead of being lost with the old.
@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from photocluster import placement
+from photocluster import recording
 from photocluster.steering import Fate
-from photocluster.store import Marks, PinMoves, Store
+from photocluster.store import PinMoves, Store
 from photocluster.tree import ClusterTree, LinkPlan
 from photocluster.tree import foreign as foreign_entries
-from photocluster.tree.edits import Edits, Entry, Folder, Stamp, diff, stamp_of, top_level
-from photocluster.tree.labels import check_label
+from photocluster.tree.edits import Entry, Folder, Stamp, diff, stamp_of, top_level
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +147,8 @@ class TreeReader:
                     self.store.homes(linked - home.keys()).items())  # moved ones, mostly
         edits = diff(folders, listing, read, home, members)
         self._report(edits.foreign)
-        self._apply(edits, self.trusted if exact is None else exact, folders)
+        recording.record(self.store, self.tree, edits,
+                         self.trusted if exact is None else exact, folders)
         self._record(generation.name, top, listing)
 
     def _to_read(self, generation: str, listing: Mapping[str, Entry],
@@ -188,113 +187,6 @@ class TreeReader:
                 logger.warning("%r in the cluster tree is not photocluster's: left alone, and "
                                "carried into the next generation when the tree is rebuilt", entry)
 
-    # ---- applying
-
-    def _apply(self, edits: Edits, exact: bool, folders: Mapping[str, str],
-               fates: Mapping[str, Fate] | None = None) -> None:
-        """Record `edits` (all of them when `exact`, else only renames) in one transaction, then
-        make the live tree follow: pinned links move, removed photos are placed anew."""
-        marks = Marks(labels=self._labels(edits.renames, folders))
-        replace: set[int] = set()
-        if exact:
-            replace = self._mark_moves(edits, marks, fates or {})
-        if not marks:
-            return
-        self.store.correct(marks)
-        self._log(marks)
-        self._follow(marks, folders, replace)
-
-    def _labels(self, renames: Mapping[str, str], folders: Mapping[str, str]
-                ) -> dict[str, str | None]:
-        """The renames that make good names, as labels; the others are renamed back."""
-        current = dict(folders)
-        labels: dict[str, str | None] = {}
-        for identity, name in sorted(renames.items()):
-            try:
-                check_label(name, identity, current)
-            except ValueError as refused:
-                self._refuse(name, current.get(identity, identity), refused)
-                continue
-            labels[identity] = None if name == identity else name
-            current[identity] = name
-        return labels
-
-    def _refuse(self, name: str, back: str, reason: ValueError) -> None:
-        renamed = self.tree.rename_folder(name, back)
-        logger.warning("%s; %s", reason, f"renamed the folder back to {back!r}" if renamed else
-                       f"the folder {name!r} is left as it is")
-
-    def _mark_moves(self, edits: Edits, marks: Marks, fates: Mapping[str, Fate]) -> set[int]:
-        """Pins, rejections and retired clusters into `marks`; returns the contents that need
-        placing anew once they are recorded."""
-        active = set(self.store.folder_names())
-        homes = self.store.homes([*edits.pins, *edits.removals])
-        for photo, identity in edits.pins.items():
-            target = _follow_retired(identity, active, fates)
-            if photo in homes and target is not None:
-                marks.pins[homes[photo][0]] = target
-        for photo, identity in edits.removals.items():
-            if photo in homes and identity in active:
-                marks.rejections[homes[photo][0]] = identity
-        vanished = edits.vanished & active
-        if vanished and vanished == active:
-            logger.warning("every cluster folder is gone from the tree; it is rebuilt at the "
-                           "next regrouping or start, and no cluster is retired")
-            vanished = set()
-        marks.retired = vanished
-        moved_out = {c for identity in vanished for c in self.store.members_of(identity).values()}
-        return set(marks.rejections) | (moved_out - set(marks.pins))
-
-    def _log(self, marks: Marks) -> None:
-        for identity, label in sorted(marks.labels.items(), key=lambda item: item[0]):
-            logger.info("cluster %s is now called %r", identity, label or identity)
-        for identity in sorted(marks.retired):
-            logger.info("the folder of %s was deleted: the cluster is retired and its photos go "
-                        "to their nearest other clusters", identity)
-        paths = {content: row[0] for content, row in
-                 self.store.link_rows([*marks.pins, *marks.rejections]).items()}
-        for content, identity in marks.pins.items():
-            logger.info("%r pinned to %s (its link was moved there)", paths.get(content),
-                        identity)
-        for content, identity in marks.rejections.items():
-            logger.info("%r is not %s (its link was deleted): placed by its next-nearest "
-                        "cluster", paths.get(content), identity)
-
-    def _follow(self, marks: Marks, folders: Mapping[str, str], replace: set[int]) -> None:
-        """Bring the live tree in line with what was just recorded."""
-        now = self.store.folder_names()
-        for identity in marks.labels:
-            if identity in now:
-                self._move_folder(folders.get(identity, identity), now[identity])
-        for content, (path, taken) in self.store.link_rows(marks.pins).items():
-            folder = now[marks.pins[content]]
-            self.tree.add_link(folder, path, taken)
-            for companion in self.store.companions_of(path):
-                self.tree.add_link(folder, companion, taken)
-        placement.place(self.store.stored_vectors(sorted(replace)), self.store, self.tree)
-        for identity in marks.retired:
-            self._remove_if_empty(folders.get(identity, identity))
-
-    def _move_folder(self, old: str, new: str) -> None:
-        """The live tree's folder `old` becomes `new`: renamed when `new` is not there yet (a
-        rename read from an old generation), merged into it when both are (a photo was linked
-        under the old name before the rename was noticed)."""
-        generation = self.tree.live()
-        if old == new or generation is None or not (generation / old).is_dir():
-            return
-        if self.tree.rename_folder(old, new):
-            return
-        for name in os.listdir(generation / old):
-            if not os.path.lexists(generation / new / name):
-                os.rename(generation / old / name, generation / new / name)
-        self._remove_if_empty(old)
-
-    def _remove_if_empty(self, folder: str) -> None:
-        generation = self.tree.live()
-        if generation is not None:
-            with contextlib.suppress(OSError):  # not empty, or gone: leave it
-                os.rmdir(generation / folder)
-
     # ---- around a swap
 
     def _after_swap(self, old: Path, new: Path, folders: Mapping[str, str],
@@ -309,7 +201,7 @@ class TreeReader:
         home: dict[str, str | None] = {photo: identity for identity, photos in members.items()
                                        for photo in photos}
         edits = diff(folders, listing, read, home, members)
-        self._apply(edits, True, folders, fates)
+        recording.record(self.store, self.tree, edits, True, folders, fates)
         self._carry(old, new, edits.foreign)
         with contextlib.suppress(FileNotFoundError):
             self._record(new.name, stamp_of(new), top_level(new))
@@ -330,14 +222,6 @@ class TreeReader:
         for generation in sorted(live.parent.glob("gen-*")):
             if generation != live and generation.name != carried and generation.is_dir():
                 self._carry(generation, live, _foreign_in(self.tree, generation))
-
-
-def _follow_retired(identity: str, active: set[str], fates: Mapping[str, Fate]) -> str | None:
-    """A pin to a cluster retired meanwhile goes to its heir; None when there is none."""
-    if identity in active:
-        return identity
-    fate = fates.get(identity)
-    return fate.into if fate is not None and fate.into in active else None
 
 
 def _foreign_in(tree: ClusterTree, generation: Path) -> list[str]:
