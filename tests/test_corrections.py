@@ -258,6 +258,25 @@ def test_a_folder_renamed_to_a_name_that_cannot_be_a_clusters_is_renamed_back(
     assert_consistent(tmp_path)
 
 
+def test_a_named_cluster_that_dissolves_retires_its_name_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _scanned(tmp_path)
+    red = _colour_folders(tmp_path)["red"]
+    caplog.set_level(logging.INFO, "photocluster.corrections")
+    with _running(tmp_path) as lib:
+        os.rename(tmp_path / "clusters" / red, tmp_path / "clusters" / "Beach")
+        library.tend(lib)
+        for index in range(6):
+            (tmp_path / "photos" / "red" / f"red_{index}.jpg").unlink()
+        library.sync(lib, show_bar=False)
+        assert library.recluster_now(lib, force=True) == []
+        assert lib.store.labels() == {}
+    assert f"cluster 'Beach' (was {red}) dissolved; its name is retired" in caplog.text
+    assert "Beach" not in os.listdir(tmp_path / "clusters")
+    assert_consistent(tmp_path)
+
+
 def test_deleting_a_cluster_folder_retires_the_cluster_and_rehomes_its_photos(
     tmp_path: Path,
 ) -> None:

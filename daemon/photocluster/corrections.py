@@ -10,7 +10,8 @@
 
 `TreeReader` reads and compares (`tree.edits`); `recording` writes what it found. When:
 `TreeReader.open` at start (what changed while nothing ran), `tend` every second or so between
-the worker's steps (only folders whose mtime moved are read; all of them every ten minutes), `before_linking` before live links are made (a renamed folder is noticed first),
+the worker's steps (only folders whose mtime moved are read; all of them every ten minutes),
+`before_linking` before live links are made (a renamed folder is noticed first),
 `check(full=True)` before a recluster commits, and `rebuilding` around every swap: the old
 generation is read once more right after the swap, so an edit made while the new one was
 being built is applied to the catalog and to the new tree instead of being lost with the old.
@@ -164,7 +165,8 @@ class TreeReader:
     def _read(self, generation: Path, names: set[str]) -> dict[str, Folder]:
         read = {}
         for name in sorted(names):
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # gone meanwhile
+            # gone meanwhile, or a folder of the user's we may not read: not ours to judge
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError, PermissionError):
                 links, others = self.tree.folder_entries(generation, name)
                 read[name] = Folder(links, tuple(others))
         return read
@@ -239,9 +241,10 @@ def _foreign_in(tree: ClusterTree, generation: Path) -> list[str]:
 
 def report_recluster(folders_before: Mapping[str, str], folders_after: Mapping[str, str],
                      fates: Mapping[str, Fate], moves: PinMoves) -> None:
-    """Log what a committed recluster did to named clusters and to pins."""
-    for identity, fate in sorted(fates.items()):
-        label = folders_before.get(identity, identity)
+    """Log what a committed recluster did to named clusters and to pins. A cluster it retired
+    without a fate had no photo left in its snapshot: it dissolved."""
+    for identity in sorted(folders_before.keys() - folders_after.keys()):
+        label, fate = folders_before[identity], fates.get(identity, Fate(None, 0.0))
         if label != identity:
             heir = folders_after.get(fate.into) if fate.into is not None else None
             logger.info("cluster %r (was %s) %s; its name is retired", label, identity,
