@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from photocluster import cli, library, status
+from photocluster import cli, corrections, library, status
 from photocluster.config import load_config
 from photocluster.library import Library
 from photocluster.progress import no_pulse
@@ -149,6 +149,47 @@ def test_a_deleted_link_sends_the_photo_to_its_next_nearest_cluster_now_and_at_r
             assert tree["red/red_0.jpg"] not in (red, None)
             assert {tree[f"red/red_{i}.jpg"] for i in range(1, 6)} == {red}
     assert_consistent(tmp_path)
+
+
+@pytest.fixture
+def folders_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The folders each check reads, in order."""
+    read: list[str] = []
+    entries = ClusterTree.folder_entries
+
+    def counted(tree: ClusterTree, generation: Path, folder: str) -> object:
+        read.append(folder)
+        return entries(tree, generation, folder)
+
+    monkeypatch.setattr(ClusterTree, "folder_entries", counted)
+    return read
+
+
+def test_a_check_reads_only_the_folders_whose_mtime_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders_read: list[str]
+) -> None:
+    monkeypatch.setattr(corrections, "RACY_SECONDS", 0.0)
+    _scanned(tmp_path)
+    folders = _colour_folders(tmp_path)
+    with _running(tmp_path) as lib:
+        folders_read.clear()
+        lib.reader.check(full=False)
+        assert folders_read == []
+        link = _link(tmp_path, "red/red_0.jpg")
+        os.rename(link, tmp_path / "clusters" / folders["blue"] / link.name)
+        lib.reader.check(full=False)
+        assert sorted(folders_read) == sorted([folders["red"], folders["blue"]])
+
+
+def test_a_folder_changed_moments_ago_is_read_again_in_case_its_mtime_did_not_move(
+    tmp_path: Path, folders_read: list[str]
+) -> None:
+    _scanned(tmp_path)
+    with _running(tmp_path) as lib:
+        folders_read.clear()
+        lib.reader.check(full=False)  # the tree was just built: every folder is too fresh
+        lib.reader.check(full=False)
+        assert len(folders_read) == 2 * len(_colour_folders(tmp_path))
 
 
 def test_edits_made_while_a_new_generation_is_built_reach_the_catalog_and_the_new_tree(

@@ -45,6 +45,9 @@ TRUSTED = "tree.trusted"  # meta: the live generation a clean stop left in step 
 CARRIED = "tree.carried"  # meta: the last old generation whose foreign entries were carried on
 CHECK_SECONDS = 1.0  # a changed folder is noticed this soon (one lstat per folder when idle)
 FULL_CHECK_SECONDS = 600.0  # every folder read, whatever its mtime says
+# A folder changed this recently is read again at the next check: file systems stamp mtimes
+# from a coarse clock, so a change in the same tick as our look leaves the mtime as we saw it.
+RACY_SECONDS = 2.0
 
 
 class TreeReader:
@@ -179,8 +182,13 @@ class TreeReader:
         return {identity: set(self.store.members_of(identity)) for identity in wanted}
 
     def _record(self, generation: str, top: Stamp | None, listing: Mapping[str, Entry]) -> None:
-        self._generation, self._top = generation, top
-        self._stamps = {name: entry.stamp for name, entry in listing.items()}
+        """Remember the stamps a check saw; one too recent to trust is not remembered, so the
+        next check looks at that folder again."""
+        settled = time.time_ns() - int(RACY_SECONDS * 1e9)
+        self._generation = generation
+        self._top = top if top is not None and top[1] < settled else None
+        self._stamps = {name: entry.stamp for name, entry in listing.items()
+                        if entry.stamp[1] < settled}
 
     def _report(self, found: list[str]) -> None:
         for entry in found:
