@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +18,9 @@ import pytest
 from photocluster import cli, corrections, library, status
 from photocluster.config import load_config
 from photocluster.library import Library
-from photocluster.progress import no_pulse
+from photocluster.progress import Progress, no_pulse
 from photocluster.tree import ClusterTree
+from photocluster.watch import Change
 from tests.conftest import COLOURS, FakeEmbedder, write_config, write_photo
 from tests.daemon_support import assert_consistent, linked
 
@@ -48,6 +50,10 @@ def _running(base: Path) -> Iterator[Library]:
     with _opened(base) as lib:
         library.mend(lib)
         yield lib
+
+
+def _progress(total: int) -> Progress:
+    return Progress(total, "embedding", bar=False)
 
 
 def _scanned(base: Path) -> None:
@@ -190,6 +196,24 @@ def test_a_folder_changed_moments_ago_is_read_again_in_case_its_mtime_did_not_mo
         lib.reader.check(full=False)  # the tree was just built: every folder is too fresh
         lib.reader.check(full=False)
         assert len(folders_read) == 2 * len(_colour_folders(tmp_path))
+
+
+def test_the_look_before_linking_does_not_take_the_trees_lag_for_a_deleted_link(
+    tmp_path: Path,
+) -> None:
+    _library(tmp_path)
+    photos = tmp_path / "photos"
+    shutil.copy(photos / "red" / "red_0.jpg", photos / "red" / "red_0 copy.jpg")
+    with _opened(tmp_path) as lib:
+        library.scan(lib, show_bar=False)
+        linked_copy = "red/red_0 copy.jpg" if "red/red_0 copy.jpg" in _tree(tmp_path) else \
+            "red/red_0.jpg"
+        (tmp_path / "clusters" / "My picks").mkdir()  # the top of the tree changed: a look
+        (photos / linked_copy).unlink()  # the catalog moves the link before the tree does
+        library.apply_changes(lib, [Change("delete", linked_copy)], _progress, lambda: False)
+        assert lib.store.mark_counts() == {"pinned": 0, "rejections": 0}
+    tree = _tree(tmp_path)
+    assert linked_copy not in tree and tree.keys() & {"red/red_0.jpg", "red/red_0 copy.jpg"}
 
 
 def test_edits_made_while_a_new_generation_is_built_reach_the_catalog_and_the_new_tree(

@@ -103,7 +103,7 @@ class TreeReader:
         if generation is None:
             return
         if generation.name != self._generation or stamp_of(generation) != self._top:
-            self.check(full=False)
+            self.check(full=False, exact=False)  # the catalog may be a write ahead of the tree
 
     @contextlib.contextmanager
     def rebuilding(
@@ -139,9 +139,10 @@ class TreeReader:
         if generation is None:
             self._generation = None
             return
+        exact = self.trusted if exact is None else exact
         top, listing = stamp_of(generation), top_level(generation)
         folders = self.store.folder_names()
-        names = self._to_read(generation.name, listing, folders, full)
+        names = self._to_read(generation.name, listing, folders, full, exact)
         read = self._read(generation, names)
         members = self._members(folders, read, listing)
         home: dict[str, str | None] = {photo: identity for identity, photos in members.items()
@@ -151,17 +152,21 @@ class TreeReader:
                     self.store.homes(linked - home.keys()).items())  # moved ones, mostly
         edits = diff(folders, listing, read, home, members)
         self._report(edits.foreign)
-        recording.record(self.store, self.tree, edits,
-                         self.trusted if exact is None else exact, folders)
-        self._record(generation.name, top, listing)
+        recording.record(self.store, self.tree, edits, exact, folders)
+        self._record(generation.name, top, listing if exact else None)
 
     def _to_read(self, generation: str, listing: Mapping[str, Entry],
-                 folders: Mapping[str, str], full: bool) -> set[str]:
+                 folders: Mapping[str, str], full: bool, exact: bool) -> set[str]:
+        """Every folder when `full` or the generation is new to us; else the folders whose
+        stamp moved (none when only renames are read), and, when a cluster's folder is gone
+        (renamed? deleted?), every folder that is not a cluster's."""
         dirs = {name for name, entry in listing.items() if entry.is_dir}
         if full or generation != self._generation:
             return dirs
-        changed = {name for name in dirs if self._stamps.get(name) != listing[name].stamp}
-        if set(folders.values()) - dirs:  # a cluster's folder is gone: renamed, or deleted?
+        changed = set()
+        if exact:
+            changed = {name for name in dirs if self._stamps.get(name) != listing[name].stamp}
+        if set(folders.values()) - dirs:
             changed |= dirs - set(folders.values())
         return changed
 
@@ -181,14 +186,19 @@ class TreeReader:
                   if folder in read or folder not in listing]
         return {identity: set(self.store.members_of(identity)) for identity in wanted}
 
-    def _record(self, generation: str, top: Stamp | None, listing: Mapping[str, Entry]) -> None:
+    def _record(self, generation: str, top: Stamp | None,
+                listing: Mapping[str, Entry] | None) -> None:
         """Remember the stamps a check saw; one too recent to trust is not remembered, so the
-        next check looks at that folder again."""
+        next check looks at that folder again. `listing` None: the folders were not compared
+        (only renames were read), so what was remembered of them stays."""
         settled = time.time_ns() - int(RACY_SECONDS * 1e9)
+        if generation != self._generation:
+            self._stamps = {}
         self._generation = generation
         self._top = top if top is not None and top[1] < settled else None
-        self._stamps = {name: entry.stamp for name, entry in listing.items()
-                        if entry.stamp[1] < settled}
+        if listing is not None:
+            self._stamps = {name: entry.stamp for name, entry in listing.items()
+                            if entry.stamp[1] < settled}
 
     def _report(self, found: list[str]) -> None:
         for entry in found:
