@@ -23,6 +23,7 @@ SUITES: dict[str, tuple[str, bool]] = {
     "page": ("bench.page", False),
     "takeout": ("bench.takeout", False),
     "neardup": ("bench.neardup", False),
+    "corrections": ("bench.corrections", False),
 }
 RESULTS = REPO / "bench" / "results"
 

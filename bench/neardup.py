@@ -220,7 +220,7 @@ def model() -> embedder.Vgg16Embedder:
 
 
 def daemon_decode(data: bytes) -> npt.NDArray[np.uint8]:
-    return photos.decode_rgb(data, embedder.INPUT_SIZE, MAX_PIXELS)
+    return photos.decode_rgb(data, embedder.INPUT_SIZE, MAX_PIXELS, embedder.PAD_RGB)
 
 
 def _embed(files: list[bytes], decode: Callable[[bytes], npt.NDArray[np.uint8]] = daemon_decode
@@ -243,15 +243,15 @@ def _embed(files: list[bytes], decode: Callable[[bytes], npt.NDArray[np.uint8]] 
 def smooth_decode(data: bytes) -> npt.NDArray[np.uint8]:
     """`photos.decode_rgb`, except that a photo whose longer side is under 224 is enlarged
     bilinearly: INTER_AREA, which the daemon uses both ways, repeats pixels when enlarging."""
-    image = photos._decode_oriented(data, embedder.INPUT_SIZE, MAX_PIXELS)  # (h, w, 3)
+    image = photos.decode_upright(data, embedder.INPUT_SIZE, MAX_PIXELS)  # (h, w, 3)
     height, width = image.shape[:2]
     edge = embedder.INPUT_SIZE
     if max(height, width) >= edge:
-        return photos.decode_rgb(data, edge, MAX_PIXELS)
+        return photos.decode_rgb(data, edge, MAX_PIXELS, embedder.PAD_RGB)
     scale = edge / max(height, width)
     new_w, new_h = min(edge, round(width * scale)), min(edge, round(height * scale))
     square = np.empty((edge, edge, 3), np.uint8)  # (224, 224, 3)
-    square[:] = photos.IMAGENET_MEAN_RGB
+    square[:] = embedder.PAD_RGB
     top, left = (edge - new_h) // 2, (edge - new_w) // 2
     square[top : top + new_h, left : left + new_w] = cv2.resize(
         image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
@@ -471,9 +471,8 @@ def cluster_split(found: Versions, threshold: float) -> dict[str, int]:
     for set_name in SETS:
         rows = np.flatnonzero([found.sources[i].set_name == set_name for i in found.source])
         vectors = found.vectors[rows]  # (m, 512)
-        result = recluster.compute(
-            recluster.Snapshot(rows.astype(np.int64), vectors, {}, frozenset(), None),
-            ClusteringConfig())
+        result = recluster.compute(recluster.Snapshot(
+            rows.astype(np.int64), vectors, {}, frozenset(), None, ClusteringConfig()))
         names = sorted(result.centroids)
         label = np.array([names.index(result.assignment[int(i)]) for i in rows])
         probes = np.argsort(-(vectors @ np.stack([result.centroids[n] for n in names]).T),

@@ -173,9 +173,10 @@ def assert_consistent(base: Path) -> None:
         assert all(r.cluster is not None for r in members)
         assert sorted(store.index_ids().tolist()) == sorted(int(i) for i in ids)
         tree = linked(base / "clusters", base / "photos")
-        homes = {r.path: r.cluster for r in members}
+        labels = store.labels()  # a cluster a user named has its folder called by the name
+        homes = {r.path: labels.get(r.cluster, r.cluster) for r in members if r.cluster}
         companions = {r.path: homes.get(r.still) for r in records if r.still is not None}
-        canonical = {r.path: r.cluster for r in members if r.canonical}
+        canonical = {r.path: homes[r.path] for r in members if r.canonical}
         assert tree == {**canonical, **{p: c for p, c in companions.items() if c is not None}}
         assert len(canonical) == len({r.content for r in members})  # one link per content
     for link in (base / "clusters").glob("*/*"):

@@ -1,9 +1,10 @@
-"""Command line: `photocluster [-c CONFIG] run|scan|recluster|status|check-config|weights`.
+"""Command line: `photocluster [-c CONFIG] run|scan|recluster|status|name|pin|unpin|...`.
 
 The only place that configures logging and turns errors into exit codes, each failure one
 line on stderr:
-0 ok; 1 runtime error; 2 bad configuration or usage; 3 another photocluster holds this state
-directory (the units' RestartPreventExitStatus= names 2 and 3: restarting fixes neither).
+0 ok; 1 runtime error; 2 bad configuration or usage (a name or photo refused as given); 3
+another photocluster holds this state directory (the units' RestartPreventExitStatus= names 2
+and 3: restarting fixes neither).
 """
 
 from __future__ import annotations
@@ -18,14 +19,21 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from photocluster import library, status, weights
+from photocluster import library, mailbox, marking, status, weights
 from photocluster.config import Config, load_config
-from photocluster.errors import ConfigError, LockedError, PhotoclusterError, SignalError
+from photocluster.errors import (
+    ConfigError,
+    LockedError,
+    PhotoclusterError,
+    SignalError,
+    UsageError,
+)
 from photocluster.locking import Holder, state_holder
 
 logger = logging.getLogger("photocluster")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
+ANSWER_SECONDS = 60.0  # how long name/pin/unpin wait for a busy daemon's answer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,6 +63,8 @@ def _report(error: PhotoclusterError | OSError) -> int:
         logger.debug("the failure in full", exc_info=error)  # shown with -v
         return EXIT_ERROR
     logger.error("%s", error)
+    if isinstance(error, UsageError):
+        return EXIT_CONFIG
     return EXIT_LOCKED if isinstance(error, LockedError) else EXIT_ERROR
 
 
@@ -71,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     recluster.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     state = commands.add_parser("status", help="what is sorted, failed and pending")
     state.add_argument("--json", action="store_true")
+    named = commands.add_parser("name", help="name a cluster (as renaming its folder does)")
+    named.add_argument("cluster", help="its identity (cluster-007) or its folder's name")
+    named.add_argument("new_name", metavar="NEW-NAME", help="its identity clears a name")
+    photo = "relative to the photo folder, absolute, or a link in the cluster tree"
+    pinned = commands.add_parser("pin", help="keep a photo in a cluster (as moving its link does)")
+    pinned.add_argument("photo", help=photo)
+    pinned.add_argument("cluster", help="its identity or its folder's name")
+    unpinned = commands.add_parser("unpin", help="let regrouping place a pinned photo again")
+    unpinned.add_argument("photo", help=photo)
     commands.add_parser("check-config", help="validate the configuration")
     commands.add_parser("weights", help="fetch and verify the VGG16 weights")
     return parser
@@ -129,6 +148,8 @@ def _recluster(config: Config, args: argparse.Namespace) -> int:
     # The vectors are in the catalog: no model to load, no weights to fetch (a dry run must
     # never touch the network).
     with library.open_library(config, "recluster", library.catalog_model) as lib:
+        if not args.dry_run:
+            library.mend(lib)  # the user's edits of the tree first: a rebuild would drop them
         changes = library.recluster_now(lib, force=True, dry_run=args.dry_run)
     if args.dry_run:
         print("\n".join(changes or ["no changes"]))
@@ -152,6 +173,49 @@ def _signal_recluster(holder: Holder, state: Path) -> None:
             f"not allowed to signal the daemon (pid {holder.pid}) that holds {state}: run this "
             "as its user, or `systemctl kill -s USR1 --kill-whom=main photocluster` as root"
         ) from None
+
+
+def _name(config: Config, args: argparse.Namespace) -> int:
+    return _correct(config, "name", [args.cluster, args.new_name])
+
+
+def _pin(config: Config, args: argparse.Namespace) -> int:
+    return _correct(config, "pin", [marking.photo_path(args.photo, config.paths.photos),
+                                    args.cluster])
+
+
+def _unpin(config: Config, args: argparse.Namespace) -> int:
+    return _correct(config, "unpin", [marking.photo_path(args.photo, config.paths.photos)])
+
+
+def _correct(config: Config, verb: str, arguments: list[str]) -> int:
+    """Ask the running daemon to do it (it is the catalog's one writer), or do it here."""
+    holder = state_holder(config.paths.state)
+    if holder is not None and holder.role == "run":
+        print(_ask_daemon(config.paths.state, holder, verb, arguments))
+        return EXIT_OK
+    with library.open_library(config, verb, library.catalog_model) as lib:
+        library.mend(lib)
+        print(_VERBS[verb](lib.reader, *arguments))
+    return EXIT_OK
+
+
+def _ask_daemon(state: Path, holder: Holder, verb: str, arguments: list[str]) -> str:
+    """Post the request and wait for the answer. Raises UsageError when the daemon refused it
+    as given, PhotoclusterError when it failed or did not answer in time."""
+    request_id = mailbox.post(state, {"verb": verb, "arguments": arguments})
+
+    def alive() -> bool:
+        return state_holder(state) is not None
+
+    reply = mailbox.wait(state, request_id, ANSWER_SECONDS, alive)
+    if reply is None:
+        raise PhotoclusterError(
+            f"the daemon (pid {holder.pid}) has not answered within {ANSWER_SECONDS:g} s; it "
+            "carries the request out when it gets to it (see its log)")
+    if not reply.ok:
+        raise UsageError(reply.message) if reply.usage else PhotoclusterError(reply.message)
+    return reply.message
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:
@@ -178,11 +242,18 @@ def _weights(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_VERBS: dict[str, Callable[..., str]] = {
+    "name": marking.name, "pin": marking.pin, "unpin": marking.unpin,
+}
+
 _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "run": _run,
     "scan": _scan,
     "recluster": _recluster,
     "status": _status,
+    "name": _name,
+    "pin": _pin,
+    "unpin": _unpin,
     "check-config": _check_config,
     "weights": _weights,
 }

@@ -42,3 +42,8 @@ class SignalError(PhotoclusterError):
 
 class StateError(PhotoclusterError):
     """The state directory (catalog, index, cluster tree) cannot be used."""
+
+
+class UsageError(PhotoclusterError):
+    """A command cannot be carried out as given (a name that cannot be a folder's, a cluster
+    or photo the catalog does not know); exits 2, like any other usage error."""

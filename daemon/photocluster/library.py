@@ -16,13 +16,23 @@ import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from photocluster import ingest, locking, photos, placement, recluster, weights
+from photocluster import (
+    corrections,
+    ingest,
+    locking,
+    marking,
+    photos,
+    placement,
+    recluster,
+    weights,
+)
 from photocluster.config import Config
+from photocluster.corrections import TreeReader
 from photocluster.embedder import (
     DIM,
     INPUT_SIZE,
@@ -67,6 +77,10 @@ class Library:
     embedder: Embedder
     thumbnails: Thumbnails
     pulse: Pulse = no_pulse
+    reader: TreeReader = field(init=False)  # the user's edits of the tree -> the catalog
+
+    def __post_init__(self) -> None:
+        self.reader = TreeReader(self.store, self.tree)
 
     @property
     def fingerprint(self) -> str:
@@ -106,7 +120,8 @@ def vgg16_embedder(config: Config) -> Embedder:
 
 class CatalogModel:
     """The model the catalog's vectors were made with, known by its fingerprint only: all a
-    recluster needs (it embeds nothing), without loading TensorFlow or fetching any weights."""
+    command that embeds nothing needs (`recluster`, `name`, `pin`, `unpin`), without loading
+    TensorFlow or fetching any weights."""
 
     input_size, pad_rgb, dim, batch_size = INPUT_SIZE, PAD_RGB, DIM, 1
 
@@ -130,6 +145,8 @@ def weights_dir(config: Config) -> Path:
     return config.paths.state / "weights"
 
 
+
+
 @contextmanager
 def open_library(
     config: Config, role: str, make_embedder: EmbedderFactory = vgg16_embedder
@@ -145,7 +162,9 @@ def open_library(
         tree = ClusterTree(config.paths.clusters, config.paths.photos, config.tree.dated_names)
         stack.enter_context(locking.hold(tree.lock_path, role))
         thumbnails = Thumbnails(config.paths.state / THUMBNAILS)
-        yield Library(config, store, tree, make_embedder(config), thumbnails)
+        library = Library(config, store, tree, make_embedder(config), thumbnails)
+        yield library
+        library.reader.close()  # a clean exit only: an exception skips this
 
 
 def _check_apart(state: Path, photo_root: Path) -> None:
@@ -166,15 +185,33 @@ def start(library: Library, stop: Stop | None = None) -> ingest.Work:
     while it was stopped (to be ingested next).
 
     Raises Stopping when `stop()` turns true during a tree rebuild (see `rebuild_tree`)."""
-    check = checkpoint(library.pulse, stop)
-    library.thumbnails.remove_leftovers()
-    if not placement.repair_tree(library.store, library.tree, library.thumbnail, check):
-        _rename_links_if_asked(library, check)
+    mend(library, stop)
     try:
         return reconcile(library)
     except FileNotFoundError as error:  # missing, or an empty mount point: never "all gone"
         logger.warning("photo folder %s: %s; paused", library.config.paths.photos, error.strerror)
         return ingest.Work([], [], 0)
+
+
+def mend(library: Library, stop: Stop | None = None) -> None:
+    """Read what the user changed in the tree while it was not watched (`TreeReader.open`),
+    then mend the tree a crash may have left half done, or rename its links if asked.
+
+    Raises Stopping as `start` does."""
+    check = checkpoint(library.pulse, stop)
+    library.thumbnails.remove_leftovers()
+    library.reader.open()
+    with library.reader.rebuilding():
+        if not placement.repair_tree(library.store, library.tree, library.thumbnail, check):
+            _rename_links_if_asked(library, check)
+    library.reader.trusted = True
+
+
+def tend(library: Library) -> None:
+    """The worker's regular look at the outside: answer the command line's requests, then read
+    the user's edits of the tree when a check is due."""
+    marking.serve(library.reader, library.config.paths.state)
+    library.reader.tend()
 
 
 def _rename_links_if_asked(library: Library, check: Pulse) -> None:
@@ -243,10 +280,7 @@ def recover(library: Library, stop: Stop | None = None) -> None:
     """Redo what a failed write may have lost: the tree from the catalog, the catalog from disk.
 
     Raises Stopping as `start` does."""
-    check = checkpoint(library.pulse, stop)
-    library.thumbnails.remove_leftovers()
-    if not placement.repair_tree(library.store, library.tree, library.thumbnail, check):
-        _rename_links_if_asked(library, check)
+    mend(library, stop)
     rescan(library, "", stop)
 
 
@@ -312,6 +346,7 @@ def apply_work(
     progress.close()
     gone = _removed(library, work.missing)
     report.written.extend(gone)
+    library.reader.before_linking()
     placement.follow(report.written, library.store, library.tree)
     report.moved = sum(1 for relink in gone.relinks if relink.new is not None)
     logger.info(
@@ -361,7 +396,9 @@ def _ingest(library: Library, paths: list[str], progress: ProgressFactory, stop:
 def remove(library: Library, paths: list[str]) -> None:
     """Files deleted from the photo folder (unknown ones are ignored)."""
     if paths:
-        placement.follow(_removed(library, paths), library.store, library.tree)
+        written = _removed(library, paths)
+        library.reader.before_linking()
+        placement.follow(written, library.store, library.tree)
 
 
 def _removed(library: Library, paths: Sequence[str]) -> Written:
@@ -377,7 +414,9 @@ def move(library: Library, old: str, new: str) -> None:
     """A rename inside the tree: same file, content, vector and cluster; the link moves when
     it pointed at the old name."""
     if library.store.file(old) is not None:
-        placement.follow(library.store.move(old, new), library.store, library.tree)
+        written = library.store.move(old, new)
+        library.reader.before_linking()
+        placement.follow(written, library.store, library.tree)
 
 
 # ---- reclustering
@@ -404,11 +443,15 @@ def apply_recluster(library: Library, result: recluster.Result, stop: Stop | Non
     store, tree = library.store, library.tree
     check = checkpoint(library.pulse, stop)
     check()
-    recluster.commit(result, store)
+    library.reader.check(full=True)  # the user's edits so far, before the result lands
+    before = store.folder_names()
+    moves = recluster.commit(result, store)
+    corrections.report_recluster(before, store.folder_names(), result.fates, moves)
     library.pulse()
     placement.place_unclustered(store, tree, library.fingerprint)
     library.pulse()
-    placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow, check)
+    with library.reader.rebuilding(before, result.fates):
+        placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow, check)
 
 
 def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[str] | None:
@@ -432,7 +475,10 @@ def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[
 
 
 def scan(library: Library, show_bar: bool | None = None) -> None:
-    """The one-shot batch: sync everything, recluster when needed, repair the tree."""
+    """The one-shot batch: read the user's edits of the tree, sync everything, recluster when
+    needed, repair the tree."""
+    mend(library)
     sync(library, show_bar=show_bar)
     if recluster_now(library, force=False) is None:
-        placement.repair_tree(library.store, library.tree, library.thumbnail)
+        with library.reader.rebuilding():
+            placement.repair_tree(library.store, library.tree, library.thumbnail)

@@ -5,6 +5,10 @@ given the rows in hand: O(batch)). After a recluster the tree is rebuilt from th
 new generation and swapped in (`rebuild_tree`). After a crash, rows stored but never placed are
 placed (`place_unclustered`, reading only those rows), and a tree that disagrees with the
 catalog is rebuilt (`repair_tree`).
+
+A cluster's folder is called by its label when a user named it (`Store.folder_names`); the
+catalog speaks of clusters by identity, the tree of folders, and this module translates. Pins
+and "not this cluster" marks steer placement (`steering.choose`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from photocluster import clustering
+from photocluster import steering
 from photocluster.progress import Pulse, Stopping, no_pulse
 from photocluster.records import ElbowCurve
 from photocluster.store import Relink, Store, StoredVector, Written
@@ -28,8 +32,9 @@ Thumbnail = Callable[[str], "np.ndarray | None"]
 
 
 def place(rows: Sequence[StoredVector], store: Store, tree: ClusterTree) -> dict[int, str]:
-    """Assign each row that has no cluster yet to its nearest centroid, record it, and link its
-    photo; no-op before the first recluster. Returns photo id -> cluster name."""
+    """Assign each row that has no cluster yet to its pinned cluster or its nearest centroid
+    not refused, record it, and link its photo; no-op before the first recluster. Returns
+    photo id -> cluster name."""
     names, centroids = store.centroids()
     if not names or not rows:
         return {}
@@ -38,31 +43,35 @@ def place(rows: Sequence[StoredVector], store: Store, tree: ClusterTree) -> dict
     if not rows:
         return {}
     vectors = np.stack([row.vector for row in rows])  # (m, 512) float32
-    nearest = clustering.nearest(vectors, centroids)  # (m,) int64
-    assignment = {row.id: names[int(j)] for row, j in zip(rows, nearest, strict=True)}
+    ids = [row.id for row in rows]
+    assignment = steering.choose(vectors, ids, names, centroids, *store.steering(ids))
     store.assign(assignment)
+    labels = store.labels()
     for row in rows:
-        tree.add_link(assignment[row.id], row.path, row.taken)
+        folder = labels.get(assignment[row.id], assignment[row.id])
+        tree.add_link(folder, row.path, row.taken)
         for companion in store.companions_of(row.path):
-            tree.add_link(assignment[row.id], companion, row.taken)
+            tree.add_link(folder, companion, row.taken)
     return assignment
 
 
 def follow(written: Written, store: Store, tree: ClusterTree) -> None:
     """Make the live tree follow a catalog write: move the links whose content's canonical
     copy changed (or remove them: the content went), then place what needs a cluster."""
+    labels = store.labels() if written.relinks else {}
     for relink in written.relinks:
-        _relink(relink, tree)
+        _relink(relink, tree, labels)
     place(written.placeable, store, tree)
 
 
-def _relink(relink: Relink, tree: ClusterTree) -> None:
+def _relink(relink: Relink, tree: ClusterTree, labels: dict[str, str]) -> None:
     if relink.cluster is None:
         return
+    folder = labels.get(relink.cluster, relink.cluster)
     if relink.old is not None:
-        tree.remove_link(relink.cluster, relink.old, relink.taken)
+        tree.remove_link(folder, relink.old, relink.taken)
     if relink.new is not None:
-        tree.add_link(relink.cluster, relink.new, relink.taken)
+        tree.add_link(folder, relink.new, relink.taken)
 
 
 def place_unclustered(store: Store, tree: ClusterTree, fingerprint: str) -> dict[int, str]:
@@ -76,8 +85,9 @@ def desired_plan(store: Store, tree: ClusterTree) -> LinkPlan:
     beside it, named as the tree names links."""
     members: dict[str, list[str]] = defaultdict(list)
     names: dict[str, str] = {}
+    labels = store.labels()
     for cluster, path, taken in store.plan_members():
-        members[cluster].append(path)
+        members[labels.get(cluster, cluster)].append(path)
         names[path] = tree.link_name(path, taken)
     return plan_tree(members, names)
 
@@ -127,9 +137,10 @@ def repair_tree(
 def describe(assignment: dict[int, str], store: Store, tree: ClusterTree) -> list[str]:
     """What committing `assignment` would change in the tree, for `recluster --dry-run`."""
     paths = store.paths_of(assignment)
+    labels = store.labels()
     members: dict[str, list[str]] = defaultdict(list)
     for photo_id, name in assignment.items():
-        members[name].append(paths[photo_id])
+        members[labels.get(name, name)].append(paths[photo_id])
     return describe_changes(tree.read_plan(), plan_tree(members))
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from photocluster import clustering
+from photocluster import clustering, steering
 from photocluster.config import ClusteringConfig
 from photocluster.records import ReclusterInfo
-from photocluster.store import Store
+from photocluster.steering import Fate
+from photocluster.store import PinMoves, Store
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Snapshot:
     settings: ClusteringConfig
     versions: np.ndarray | None = None  # (n,) int64: each content's version when copied
     changes: int = 0  # the catalog's content-change counter when copied
+    pins: Mapping[int, str] = field(default_factory=dict)  # content id -> the cluster pinned to
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Result:
     info: ReclusterInfo
     versions: dict[int, int]  # content id -> the version the assignment was computed for
     changes: int  # the content-change counter the result reflects
+    fates: dict[str, Fate] = field(default_factory=dict)  # each retired name -> where it went
 
 
 def snapshot(store: Store, fingerprint: str, settings: ClusteringConfig) -> Snapshot:
@@ -51,7 +55,7 @@ def snapshot(store: Store, fingerprint: str, settings: ClusteringConfig) -> Snap
     last = store.last_recluster()
     used = frozenset(store.used_names())
     return Snapshot(members.ids, vectors, members.clusters, used, last.k if last else None,
-                    settings, members.versions, members.changes)
+                    settings, members.versions, members.changes, store.pins())
 
 
 def compute(snap: Snapshot) -> Result:
@@ -69,8 +73,10 @@ def compute(snap: Snapshot) -> Result:
     start = previous_centres(snap)  # fit brings them to chosen_k clusters if K changed
     labels, centroids = clustering.fit(snap.vectors, curve.chosen_k, settings.seed, start)
     by_id = {int(i): int(label) for i, label in zip(snap.ids, labels, strict=True)}
-    names = clustering.match_names(snap.previous, by_id, snap.used_names, settings.min_overlap)
+    names = steering.name_labels(snap.previous, by_id, snap.pins, snap.used_names,
+                                 settings.min_overlap)
     assignment = {i: names[label] for i, label in by_id.items()}
+    retired = set(snap.previous.values()) - set(names.values())
     changed = sum(1 for i, name in assignment.items() if snap.previous.get(i) not in (None, name))
     info = ReclusterInfo(at=time.time(), photos=len(assignment), changed=changed, elbow=curve)
     logger.info(
@@ -84,7 +90,8 @@ def compute(snap: Snapshot) -> Result:
     versions = snap.versions if snap.versions is not None else np.zeros(len(snap.ids), np.int64)
     seen = {int(i): int(v) for i, v in zip(snap.ids, versions, strict=True)}
     centres = {names[i]: centroids[i] for i in range(len(centroids))}
-    return Result(assignment, centres, info, seen, snap.changes)
+    fates = steering.fates(snap.previous, assignment, retired)
+    return Result(assignment, centres, info, seen, snap.changes, fates)
 
 
 def previous_centres(snap: Snapshot) -> np.ndarray | None:
@@ -103,13 +110,16 @@ def previous_centres(snap: Snapshot) -> np.ndarray | None:
     return np.stack(means).astype(np.float32)  # (j, 512)
 
 
-def commit(result: Result, store: Store) -> None:
+def commit(result: Result, store: Store) -> PinMoves:
     """Write the result to the catalog in one transaction. Contents it does not name (added
     while it computed) and contents that changed meanwhile (their version moved) become
     unclustered, for the caller to place by nearest centroid; and when the catalog's contents
-    changed meanwhile it still counts as changed since this recluster."""
-    store.commit_recluster(result.assignment, result.versions, result.centroids, result.info,
-                           result.changes)
+    changed meanwhile it still counts as changed since this recluster. Pinned photos go to
+    their clusters (a pin to a retired cluster follows its heir, `Fate.into`), photos put in a
+    cluster they refused become unclustered; returns what happened to such pins."""
+    heirs = {name: fate.into for name, fate in result.fates.items() if fate.into is not None}
+    return store.commit_recluster(result.assignment, result.versions, result.centroids,
+                                  result.info, result.changes, heirs)
 
 
 def needs_recluster(store: Store, regrow_ratio: float) -> bool:

@@ -19,8 +19,10 @@ from photocluster.store import CATALOG, Store
 
 DAEMON_STATUS = "daemon-status.json"
 FAILURES_SHOWN = 100  # the rest are counted: a library with 10 000 broken files stays readable
+PINS_SHOWN = 100
 _EMPTY = {"photos": 0, "files": 0, "copies": {"photos": 0, "extra_files": 0}, "failed": 0,
-          "unclustered": 0, "clusters": {}, "dates": {}, "last_recluster": None, "failures": []}
+          "unclustered": 0, "clusters": {}, "labels": {}, "dates": {}, "last_recluster": None,
+          "failures": [], "pinned": 0, "pins": [], "rejections": 0}
 
 
 def collect(state_dir: Path) -> dict[str, Any]:
@@ -43,9 +45,18 @@ def collect(state_dir: Path) -> dict[str, Any]:
             last_recluster=None if last is None else _recluster(last),
             failures=[{"path": p, "reason": r} for p, r in store.failures(FAILURES_SHOWN)],
         )
+        report.update(_marks(store))
     finally:
         store.close()
     return report
+
+
+def _marks(store: Store) -> dict[str, Any]:
+    """The names users gave clusters (identity -> label) and their pins."""
+    labels = store.labels()
+    pins = [{"path": path, "cluster": cluster, "folder": labels.get(cluster, cluster)}
+            for path, cluster in store.pinned_paths(PINS_SHOWN)]
+    return {"labels": labels, "pins": pins, **store.mark_counts()}
 
 
 def _recluster(last: ReclusterInfo) -> dict[str, Any]:
@@ -99,15 +110,34 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  problem: {_printable(str(daemon['error']))} (retrying)")
     lines += _render_recluster(report["last_recluster"])
     lines.append(f"clusters: {len(report['clusters'])}")
-    dates = report.get("dates", {})
-    lines += [f"  {name}: {size}{_span(dates.get(name))}"
+    dates, labels = report.get("dates", {}), report.get("labels", {})
+    lines += [f"  {_cluster(name, labels)}: {size}{_span(dates.get(name))}"
               for name, size in report["clusters"].items()]
+    lines += _render_pins(report)
     if report["failures"]:
         lines.append("failures:")
         lines += [f"  {_printable(f['path'])}: {f['reason']}" for f in report["failures"]]
         if report["failed"] > len(report["failures"]):
             lines.append(f"  ... and {report['failed'] - len(report['failures'])} more")
     return "\n".join(lines)
+
+
+def _cluster(identity: str, labels: dict[str, str]) -> str:
+    """"Beach (cluster-007)" for a cluster a user named, else its identity."""
+    label = labels.get(identity)
+    return identity if label is None else f"{_printable(label)} ({identity})"
+
+
+def _render_pins(report: dict[str, Any]) -> list[str]:
+    pinned, refused = report.get("pinned", 0), report.get("rejections", 0)
+    if not pinned and not refused:
+        return []
+    lines = [f"pinned: {pinned} photos; {refused} photos kept out of a cluster"]
+    lines += [f"  {_printable(pin['path'])} -> {_printable(pin['folder'])}"
+              for pin in report.get("pins", [])]
+    if pinned > len(report.get("pins", [])):
+        lines.append(f"  ... and {pinned - len(report['pins'])} more")
+    return lines
 
 
 def _span(span: list[float] | None) -> str:

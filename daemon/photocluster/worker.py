@@ -120,6 +120,7 @@ class Worker(threading.Thread):
                 while not self.stop.is_set():
                     self._step(lib, feed)
             except Stopping:
+                lib.reader.trusted = False  # the tree may lag the catalog: the next start mends it
                 logger.info("stopped in the middle of a step; the next start finishes it")
         self._publish(lib, "stopped")
 
@@ -156,6 +157,7 @@ class Worker(threading.Thread):
         self._beat()
         try:
             self._drain_inbox(lib)
+            library.tend(lib)  # the command line's requests, the user's edits of the tree
             changes = feed.get_batch(timeout=0.5)
             if not feed.root_present:
                 self._publish(lib, "paused: photo folder missing")
@@ -173,6 +175,7 @@ class Worker(threading.Thread):
 
     def _failed(self, lib: Library, error: BaseException) -> None:
         """A write failed: the catalog kept its last good state; say so and retry later."""
+        lib.reader.trusted = False  # the tree may lag the catalog until `recover` mends it
         self._error = str(error) or type(error).__name__
         self._retry_at = time.monotonic() + RETRY_SECONDS
         self._backlog = 0

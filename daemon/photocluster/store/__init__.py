@@ -3,6 +3,7 @@
 
 from photocluster.store.catalog import CATALOG, Store
 from photocluster.store.index import INDEX, STAMP
+from photocluster.store.marks import Marks, PinMoves
 from photocluster.store.rows import (
     FileRecord,
     Members,
@@ -18,9 +19,11 @@ __all__ = [
     "INDEX",
     "STAMP",
     "FileRecord",
+    "Marks",
     "Members",
     "NewCompanion",
     "NewFile",
+    "PinMoves",
     "Relink",
     "Store",
     "StoredVector",

@@ -26,7 +26,7 @@ import numpy as np
 from photocluster import fsutil, locking
 from photocluster.errors import StateError
 from photocluster.records import ElbowCurve, ReclusterInfo, Taken
-from photocluster.store import schema
+from photocluster.store import marks, schema
 from photocluster.store.contents import Contents
 from photocluster.store.index import VectorIndex
 from photocluster.store.rows import (
@@ -191,13 +191,23 @@ class Store:
         return ids, self.vectors_of(ids)
 
     def stored_vectors(self, ids: Sequence[int]) -> list[StoredVector]:
-        """Canonical path and vector of each of those live contents, in the order given."""
-        paths = self.paths_of(ids)
-        found = [content for content in ids if content in paths]
+        """Canonical path, vector and taken time of each of those live contents, in the order
+        given (the taken time names a dated link)."""
+        links = self.link_rows(ids)
+        found = [content for content in ids if content in links]
         if not found:
             return []
         vectors = self.vectors_of(np.asarray(found, np.int64))  # (m, dim)
-        return [StoredVector(i, paths[i], v) for i, v in zip(found, vectors, strict=True)]
+        return [StoredVector(i, links[i][0], v, links[i][1])
+                for i, v in zip(found, vectors, strict=True)]
+
+    def link_rows(self, ids: Iterable[int]) -> dict[int, tuple[str, Taken | None]]:
+        """content id -> (canonical path, taken time), for those of `ids` that are live."""
+        query = ("SELECT f.path, c.taken_at, c.taken_offset, c.taken_source FROM contents AS c"
+                 " JOIN files AS f ON f.id = c.canonical WHERE c.id = ?")
+        rows = ((int(i), self._conn.execute(query, (int(i),)).fetchone()) for i in ids)
+        return {content: (decode(row[0]), taken_of(row[1], row[2], row[3]))
+                for content, row in rows if row is not None}
 
     def paths_of(self, ids: Iterable[int]) -> dict[int, str]:
         """content id -> canonical path, for those of `ids` that are live."""
@@ -283,6 +293,42 @@ class Store:
         return {row[0] for row in self._conn.execute(
             "SELECT name FROM clusters UNION SELECT cluster FROM contents"
             " WHERE cluster IS NOT NULL")}
+
+    # ---- reads: the user's corrections (store/marks.py)
+
+    def labels(self) -> dict[str, str]:
+        """identity -> label of the active clusters a user named."""
+        return marks.labels(self._conn)
+
+    def folder_names(self) -> dict[str, str]:
+        """identity -> folder name (its label, else its identity) of every active cluster."""
+        return {name: label or name for name, label in self._conn.execute(
+            "SELECT name, label FROM clusters WHERE active = 1")}
+
+    def label_holder(self, label: str) -> tuple[str, bool] | None:
+        """(identity, active) of the cluster holding `label`, if any."""
+        return marks.label_holder(self._conn, label)
+
+    def pins(self) -> dict[int, str]:
+        return marks.pins(self._conn)
+
+    def pinned_paths(self, limit: int) -> list[tuple[str, str]]:
+        return marks.pinned_paths(self._conn, limit)
+
+    def mark_counts(self) -> dict[str, int]:
+        return marks.counts(self._conn)
+
+    def steering(self, ids: Sequence[int]) -> tuple[dict[int, str], dict[int, set[str]]]:
+        """Pins (content -> cluster) and rejections (content -> clusters) of those contents."""
+        return marks.steering(self._conn, ids)
+
+    def homes(self, paths: Iterable[str]) -> dict[str, tuple[int, str | None]]:
+        """canonical path -> (content, cluster), for those of `paths` that are one."""
+        return marks.homes(self._conn, paths)
+
+    def members_of(self, cluster: str) -> dict[str, int]:
+        """canonical path -> content of the live members of `cluster`."""
+        return marks.members_of(self._conn, cluster)
 
     def last_recluster(self) -> ReclusterInfo | None:
         row = self._conn.execute("SELECT at, k, photos, changed, ks, inertias, knee_found"
@@ -402,12 +448,15 @@ class Store:
 
     def commit_recluster(self, assignment: Mapping[int, str], versions: Mapping[int, int],
                          centroids: Mapping[str, Vectors], info: ReclusterInfo,
-                         seen_changes: int) -> None:
+                         seen_changes: int, heirs: Mapping[str, str] | None = None
+                         ) -> marks.PinMoves:
         """One transaction: each content's cluster, where its version is still the one the
         recluster saw (others, and contents it did not see, become unclustered for the caller
         to place), the active clusters and their (dim,) centroids (all others retired), the
-        info row, and the change counter the result reflects. ValueError: a name without a
-        centroid."""
+        info row, and the change counter the result reflects; then the user's pins and
+        rejections are enforced (`marks.enforce`; `heirs`: retired cluster -> the one that
+        took most of its members). Returns what happened to pins of retired clusters.
+        ValueError: a name without a centroid."""
         if missing := set(assignment.values()) - set(centroids):
             raise ValueError(f"clusters without a centroid: {sorted(missing)}")
         rows = [(name, blob(centroid, self._dim), time.time())
@@ -438,6 +487,13 @@ class Store:
                           json.dumps([float(inertia) for inertia in info.elbow.inertias]),
                           int(info.elbow.knee_found)))
             self._set_meta(schema.RECLUSTERED_AT, str(int(seen_changes)))
+            return marks.enforce(conn, heirs or {})
+
+    def correct(self, corrections: marks.Marks) -> None:
+        """Record the user's corrections in one transaction (`marks.apply`)."""
+        if corrections:
+            with self._transaction() as conn:
+                marks.apply(conn, corrections)
 
     def forget_gone(self, before: float) -> int:
         """Delete the contents (and vectors) whose last copy went before `before`; returns how

@@ -62,6 +62,9 @@ CREATE INDEX contents_live ON contents (fingerprint, cluster, in_recluster)
 CREATE INDEX contents_gone ON contents (gone_at) WHERE gone_at IS NOT NULL;
 CREATE INDEX contents_unseen ON contents (fingerprint) -- photos_since_recluster: O(unseen)
     WHERE in_recluster = 0 AND gone_at IS NULL;
+CREATE INDEX contents_cluster ON contents (cluster) -- a folder's members: O(its size)
+    WHERE gone_at IS NULL;
+CREATE INDEX contents_pinned ON contents (pinned) WHERE pinned IS NOT NULL;
 CREATE TABLE rejections (content INTEGER NOT NULL, cluster TEXT NOT NULL,
     PRIMARY KEY (content, cluster)) WITHOUT ROWID; -- "not this cluster" corrections
 CREATE TABLE clusters (name TEXT PRIMARY KEY, centroid BLOB NOT NULL, active INTEGER NOT NULL,

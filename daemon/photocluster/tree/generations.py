@@ -108,6 +108,36 @@ class ClusterTree:
             for cluster in _clusters(generation)
         }
 
+    def link_prefix(self, generation: Path) -> str:
+        """What each of our links in a folder of `generation` starts with (the photo root,
+        relative to the folder)."""
+        return self._prefix(generation)
+
+    def folder_entries(self, generation: Path, folder: str) -> tuple[dict[str, str], list[str]]:
+        """What one folder of `generation` holds: our links (link name -> photo path) and the
+        names of everything else (temp names left out). FileNotFoundError when it is gone."""
+        prefix = self._prefix(generation)
+        links = dict(_links(generation / folder, prefix))
+        with os.scandir(generation / folder) as entries:
+            others = sorted(entry.name for entry in entries if entry.name not in links
+                            and not entry.name.startswith(TEMP_PREFIX))
+        return links, others
+
+    def rename_folder(self, old: str, new: str) -> bool:
+        """Rename the folder `old` of the live generation to `new` (and its contact sheet).
+        False, renaming nothing, when there is no live `old` or something is called `new`."""
+        check_cluster(new)
+        generation = self.live()
+        if generation is None or not _is_real_dir(generation / old):
+            return False
+        if os.path.lexists(generation / new):  # a rename would replace an empty folder
+            return False
+        os.rename(generation / old, generation / new)
+        sheets = generation / OVERVIEW
+        if os.path.lexists(sheets / f"{old}.jpg") and not os.path.lexists(sheets / f"{new}.jpg"):
+            os.rename(sheets / f"{old}.jpg", sheets / f"{new}.jpg")
+        return True
+
     def build(self, plan: LinkPlan, pulse: Pulse = no_pulse) -> Path:
         """Write `plan` as a new generation gen-<N+1> beside the live one and return its path.
 

@@ -1,0 +1,276 @@
+"""The tree -> catalog direction: what a user does to the cluster folders becomes catalog state.
+
+- A cluster folder renamed (`cluster-007` -> `Beach`) names the cluster: its label.
+- A photo's link moved into another cluster's folder pins the photo there.
+- A photo's link deleted from a cluster folder marks it "not this cluster": it is placed by its
+  next-nearest centroid.
+- A cluster folder deleted retires the cluster: its photos go to their nearest other clusters.
+- Anything else a user puts into the tree is left alone, reported, and carried into each next
+  generation (`tree.foreign`); the originals are never touched.
+
+`TreeReader` reads and compares (`tree.edits`); `recording` writes what it found. When:
+`TreeReader.open` at start (what changed while nothing ran), `tend` every second or so between
+the worker's steps (only folders whose mtime moved are read; all of them every ten minutes),
+`before_linking` before live links are made (a renamed folder is noticed first),
+`check(full=True)` before a recluster commits, and `rebuilding` around every swap: the old
+generation is read once more right after the swap, so an edit made while the new one was
+being built is applied to the catalog and to the new tree instead of being lost with the old.
+
+The comparison with the catalog is exact only while the tree is in step with it but for the
+user's edits (`trusted`): the one writer checks between its own changes, and a clean stop
+records the live generation in the catalog (`TRUSTED`). After a crash or a failed write the
+tree may lag the catalog (a link not made yet would look deleted, a recluster not swapped in
+yet would look like a thousand moves), so only renamed folders are read; the repair that
+follows rebuilds the tree from the catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+from photocluster import recording
+from photocluster.steering import Fate
+from photocluster.store import PinMoves, Store
+from photocluster.tree import ClusterTree, LinkPlan
+from photocluster.tree import foreign as foreign_entries
+from photocluster.tree.edits import Entry, Folder, Stamp, diff, stamp_of, top_level
+
+logger = logging.getLogger(__name__)
+
+TRUSTED = "tree.trusted"  # meta: the live generation a clean stop left in step with the catalog
+CARRIED = "tree.carried"  # meta: the last old generation whose foreign entries were carried on
+CHECK_SECONDS = 1.0  # a changed folder is noticed this soon (one lstat per folder when idle)
+FULL_CHECK_SECONDS = 600.0  # every folder read, whatever its mtime says
+# A folder changed this recently is read again at the next check: file systems stamp mtimes
+# from a coarse clock, so a change in the same tick as our look leaves the mtime as we saw it.
+RACY_SECONDS = 2.0
+
+
+class TreeReader:
+    """Reads the user's edits of the live cluster tree into the catalog. One per open library,
+    used by its one writer between its own changes to the tree."""
+
+    def __init__(
+        self, store: Store, tree: ClusterTree, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store, self.tree, self._clock = store, tree, clock
+        self.trusted = False  # the tree is in step with the catalog but for the user's edits
+        self._generation: str | None = None  # the generation the stamps below are of
+        self._top: Stamp | None = None
+        self._stamps: dict[str, Stamp] = {}
+        self._reported: set[str] = set()
+        self._next_check = self._next_full = 0.0
+
+    # ---- when to look
+
+    def open(self) -> None:
+        """Read what the user changed while nothing watched: every edit when the last run
+        stopped cleanly with the tree in step, else only renamed folders. The caller mends
+        the tree next (`placement.repair_tree`) and then sets `trusted`."""
+        generation = self.tree.live()
+        marker = self.store.meta(TRUSTED)
+        if marker:
+            self.store.set_meta(TRUSTED, "")  # until this run stops cleanly
+        self.check(full=True, exact=generation is not None and marker == generation.name)
+
+    def close(self) -> None:
+        """At a clean exit, with the tree in step: say so in the catalog for the next start."""
+        generation = self.tree.live() if self.trusted else None
+        if generation is not None:
+            self.store.set_meta(TRUSTED, generation.name)
+
+    def tend(self) -> None:
+        """The periodic check: changed folders every CHECK_SECONDS, all every
+        FULL_CHECK_SECONDS."""
+        now = self._clock()
+        if now < self._next_check:
+            return
+        full = now >= self._next_full
+        self.check(full=full)
+        self._next_check = now + CHECK_SECONDS
+        if full:
+            self._next_full = now + FULL_CHECK_SECONDS
+
+    def before_linking(self) -> None:
+        """Before live links are made: notice a renamed folder first, so a photo goes into
+        `Beach/`, not into a new `cluster-007/` beside it. One lstat when the top of the tree
+        did not change."""
+        generation = self.tree.live()
+        if generation is None:
+            return
+        if generation.name != self._generation or stamp_of(generation) != self._top:
+            self.check(full=False, exact=False)  # the catalog may be a write ahead of the tree
+
+    @contextlib.contextmanager
+    def rebuilding(
+        self, folders_before: Mapping[str, str] | None = None,
+        fates: Mapping[str, Fate] | None = None,
+    ) -> Iterator[None]:
+        """Around a rebuild and swap of the tree: afterwards, read the old generation once more
+        and apply what the user changed in it meanwhile to the catalog and the new tree, and
+        carry the user's own things into the new one. `folders_before`: identity -> folder of
+        the clusters before a recluster committed (its old folders are in the old tree);
+        `fates`: that recluster's retired clusters, for pins made to them meanwhile."""
+        old = self.tree.live()
+        expected = self.tree.read_plan() if old is not None else {}
+        self._carry_from_older(old)
+        try:
+            yield
+        finally:
+            new = self.tree.live()
+            if new is not None and new != old:
+                if old is not None and old.is_dir():
+                    folders = {**(folders_before or {}), **self.store.folder_names()}
+                    self._after_swap(old, new, folders, expected, fates or {})
+                else:
+                    self._record(new.name, stamp_of(new), top_level(new))
+
+    # ---- reading
+
+    def check(self, full: bool, exact: bool | None = None) -> None:
+        """Compare the live generation with the catalog and record the user's edits: with
+        `exact` (default: `trusted`) all of them, else renamed folders only. Reads the folders
+        whose stamp moved since the last check, or all of them when `full`."""
+        generation = self.tree.live()
+        if generation is None:
+            self._generation = None
+            return
+        exact = self.trusted if exact is None else exact
+        top, listing = stamp_of(generation), top_level(generation)
+        folders = self.store.folder_names()
+        names = self._to_read(generation.name, listing, folders, full, exact)
+        read = self._read(generation, names)
+        members = self._members(folders, read, listing)
+        home: dict[str, str | None] = {photo: identity for identity, photos in members.items()
+                                       for photo in photos}
+        linked = {photo for folder in read.values() for photo in folder.links.values()}
+        home.update((path, cluster) for path, (_, cluster) in
+                    self.store.homes(linked - home.keys()).items())  # moved ones, mostly
+        edits = diff(folders, listing, read, home, members)
+        self._report(edits.foreign)
+        recording.record(self.store, self.tree, edits, exact, folders)
+        self._record(generation.name, top, listing if exact else None)
+
+    def _to_read(self, generation: str, listing: Mapping[str, Entry],
+                 folders: Mapping[str, str], full: bool, exact: bool) -> set[str]:
+        """Every folder when `full` or the generation is new to us; else the folders whose
+        stamp moved (none when only renames are read), and, when a cluster's folder is gone
+        (renamed? deleted?), every folder that is not a cluster's."""
+        dirs = {name for name, entry in listing.items() if entry.is_dir}
+        if full or generation != self._generation:
+            return dirs
+        changed = set()
+        if exact:
+            changed = {name for name in dirs if self._stamps.get(name) != listing[name].stamp}
+        if set(folders.values()) - dirs:
+            changed |= dirs - set(folders.values())
+        return changed
+
+    def _read(self, generation: Path, names: set[str]) -> dict[str, Folder]:
+        read = {}
+        for name in sorted(names):
+            # gone meanwhile, or a folder of the user's we may not read: not ours to judge
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError, PermissionError):
+                links, others = self.tree.folder_entries(generation, name)
+                read[name] = Folder(links, tuple(others))
+        return read
+
+    def _members(self, folders: Mapping[str, str], read: Mapping[str, Folder],
+                 listing: Mapping[str, Entry]) -> dict[str, set[str]]:
+        """identity -> its photos, for each cluster whose folder was read or is missing."""
+        wanted = [identity for identity, folder in folders.items()
+                  if folder in read or folder not in listing]
+        return {identity: set(self.store.members_of(identity)) for identity in wanted}
+
+    def _record(self, generation: str, top: Stamp | None,
+                listing: Mapping[str, Entry] | None) -> None:
+        """Remember the stamps a check saw; one too recent to trust is not remembered, so the
+        next check looks at that folder again. `listing` None: the folders were not compared
+        (only renames were read), so what was remembered of them stays."""
+        settled = time.time_ns() - int(RACY_SECONDS * 1e9)
+        if generation != self._generation:
+            self._stamps = {}
+        self._generation = generation
+        self._top = top if top is not None and top[1] < settled else None
+        if listing is not None:
+            self._stamps = {name: entry.stamp for name, entry in listing.items()
+                            if entry.stamp[1] < settled}
+
+    def _report(self, found: list[str]) -> None:
+        for entry in found:
+            if entry not in self._reported:
+                self._reported.add(entry)
+                logger.warning("%r in the cluster tree is not photocluster's: left alone, and "
+                               "carried into the next generation when the tree is rebuilt", entry)
+
+    # ---- around a swap
+
+    def _after_swap(self, old: Path, new: Path, folders: Mapping[str, str],
+                    expected: LinkPlan, fates: Mapping[str, Fate]) -> None:
+        """Apply what the user changed in the old generation while the new one was built (it
+        was `expected` before), then carry their own things over."""
+        listing = top_level(old)
+        read = self._read(old, {name for name, entry in listing.items() if entry.is_dir})
+        by_folder = {folder: identity for identity, folder in folders.items()}
+        members = {by_folder[folder]: set(links.values())
+                   for folder, links in expected.items() if folder in by_folder}
+        home: dict[str, str | None] = {photo: identity for identity, photos in members.items()
+                                       for photo in photos}
+        edits = diff(folders, listing, read, home, members)
+        recording.record(self.store, self.tree, edits, True, folders, fates)
+        self._carry(old, new, edits.foreign)
+        with contextlib.suppress(FileNotFoundError):
+            self._record(new.name, stamp_of(new), top_level(new))
+
+    def _carry(self, old: Path, new: Path, entries: list[str]) -> None:
+        moved = foreign_entries.carry(old, new, entries, self.tree.link_prefix(new))
+        for source, target in moved:
+            logger.warning("carried %r, which is not photocluster's, from %s into %s as %r",
+                           source, old.name, new.name, target)
+        self.store.set_meta(CARRIED, old.name)
+
+    def _carry_from_older(self, live: Path | None) -> None:
+        """Before a swap deletes them: carry the user's things out of older generations a
+        crash kept them in (the swap that made them old had no time to)."""
+        if live is None:
+            return
+        carried = self.store.meta(CARRIED)
+        for generation in sorted(live.parent.glob("gen-*")):
+            if generation != live and generation.name != carried and generation.is_dir():
+                self._carry(generation, live, _foreign_in(self.tree, generation))
+
+
+def _foreign_in(tree: ClusterTree, generation: Path) -> list[str]:
+    """Entries of an old generation that are not ours, without knowing its clusters: any
+    top-level file, and anything in a top-level folder that is not one of our links."""
+    found = []
+    for name, entry in sorted(top_level(generation).items()):
+        if not entry.is_dir:
+            found.append(name)
+            continue
+        with contextlib.suppress(OSError):
+            found += [f"{name}/{other}" for other in tree.folder_entries(generation, name)[1]]
+    return found
+
+
+def report_recluster(folders_before: Mapping[str, str], folders_after: Mapping[str, str],
+                     fates: Mapping[str, Fate], moves: PinMoves) -> None:
+    """Log what a committed recluster did to named clusters and to pins. A cluster it retired
+    without a fate had no photo left in its snapshot: it dissolved."""
+    for identity in sorted(folders_before.keys() - folders_after.keys()):
+        label, fate = folders_before[identity], fates.get(identity, Fate(None, 0.0))
+        if label != identity:
+            heir = folders_after.get(fate.into) if fate.into is not None else None
+            logger.info("cluster %r (was %s) %s; its name is retired", label, identity,
+                        fate.describe(heir))
+    if moves.moved or moves.dropped:
+        logger.info("pins of retired clusters: %d moved to the cluster that took most of their "
+                    "photos, %d dropped", len(moves.moved), len(moves.dropped))
+    for content, (old, new) in sorted(moves.moved.items()):
+        logger.debug("pin of content %d moved from %s to %s", content, old, new)
+    for content, old in sorted(moves.dropped.items()):
+        logger.debug("pin of content %d to %s dropped", content, old)
