@@ -17,7 +17,7 @@ from tests.conftest import FakeEmbedder, write_photo
 LIMITS = ingest.Limits(max_bytes=1 << 24, max_pixels=10_000_000)
 WAIT = 10.0  # seconds; only ever reached when the behaviour under test is broken
 
-Decode = Callable[..., tuple[np.ndarray, np.ndarray]]
+Decode = Callable[..., photos.ForModel]
 
 
 class SmallBatchEmbedder(FakeEmbedder):
@@ -36,9 +36,7 @@ def _count_decodes(monkeypatch: pytest.MonkeyPatch, on_call: Callable[[int], Non
     real: Decode = photos.decode_for_model
     lock, calls = threading.Lock(), [0]
 
-    def decode(
-        data: bytes, size: int, max_pixels: int, fill: photos.RGB
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def decode(data: bytes, size: int, max_pixels: int, fill: photos.RGB) -> photos.ForModel:
         with lock:
             calls[0] += 1
             number = calls[0]

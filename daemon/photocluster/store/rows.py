@@ -47,6 +47,7 @@ class NewFile:
     vector: Vectors | None = None  # (dim,) float32
     kind: str = "photo"  # "photo" | "video"
     taken: Taken | None = None
+    dimensions: tuple[int, int] | None = None  # (width, height) of the original, upright
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,31 @@ def read_vectors(conn: sqlite3.Connection, ids: Ids, dim: int) -> Vectors:
     """(n, dim) vectors of those contents from the catalog, in the order given."""
     query = "SELECT vector FROM vectors WHERE id = ?"
     return stack([conn.execute(query, (int(i),)).fetchone()[0] for i in ids], dim)
+
+
+def search_catalog(conn: sqlite3.Connection, queries: Vectors, k: int, dim: int,
+                   chunk: int = 8192) -> tuple[Vectors, Ids]:
+    """The `k` live vectors of the catalog with the largest inner product with each of the
+    (m, dim) `queries`: scores (m, k) float32 and ids (m, k) int64, best first, -inf and -1
+    where there are fewer. One read statement (one consistent view), `chunk` rows at a time:
+    memory stays at a chunk whatever the library's size."""
+    matrix = np.ascontiguousarray(queries, np.float32).reshape(-1, dim)  # (m, dim)
+    scores = np.full((len(matrix), k), -np.inf, np.float32)  # (m, k)
+    found = np.full((len(matrix), k), -1, np.int64)  # (m, k)
+    cursor = conn.execute("SELECT v.id, v.vector FROM vectors AS v JOIN contents AS c"
+                          " ON c.id = v.id WHERE c.gone_at IS NULL")
+    while rows := cursor.fetchmany(chunk):
+        ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))  # (c,)
+        block = matrix @ stack([row[1] for row in rows], dim).T  # (m, c)
+        scores, found = _top(np.hstack([scores, block]),
+                             np.hstack([found, np.broadcast_to(ids, block.shape)]), k)
+    return scores, found
+
+
+def _top(scores: Vectors, ids: Ids, k: int) -> tuple[Vectors, Ids]:
+    """The k best of each row of (m, c) scores and ids, best first."""
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (m, k)
+    return np.take_along_axis(scores, best, 1), np.take_along_axis(ids, best, 1)
 
 
 def taken_of(at: float | None, offset: int | None, source: str | None) -> Taken | None:
