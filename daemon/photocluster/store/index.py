@@ -92,6 +92,15 @@ class VectorIndex:
         """(n, dim) float32 vectors of those ids, which must be in the index."""
         return np.asarray(self._index.reconstruct_batch(ids), dtype=np.float32)
 
+    def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
+        """The `k` held vectors with the largest inner product with each of the (m, dim)
+        `queries`: scores (m, k) float32 and ids (m, k) int64, best first; where fewer than k
+        are held, the rest are -inf and -1."""
+        matrix = np.ascontiguousarray(queries, np.float32).reshape(-1, self._dim)  # (m, dim)
+        scores, ids = self._index.search(matrix, k)
+        ids = np.asarray(ids, np.int64)
+        return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
+
     def save(self, stamp: str) -> None:
         """Write the index, then its stamp, each atomically; a no-op when the file on disk
         already holds this stamp. StateError when it cannot be written (a full disk): the
