@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from photocluster import neardup, photos
+from photocluster.embedder import PAD_RGB
 from photocluster.neardup import Joined, Member
 from tests.conftest import require_dataset
 
@@ -219,7 +220,7 @@ def test_real_copies_group_with_their_original_and_nothing_else(real_weights: ob
     pairs = [pair for pair in (_camera_sized(folder, 2) for folder in folders) if len(pair) == 2]
     chosen = [path for pair in pairs[:5] for path in pair]
     files = [copy for path in chosen for copy in _copies(path)]
-    images = np.stack([photos.decode_rgb(data, 224, 100_000_000) for data in files])
+    images = np.stack([photos.decode_rgb(data, 224, 100_000_000, PAD_RGB) for data in files])
     vectors = Vgg16Embedder(real_weights, "float32", 16).embed(images)  # (30, 512)
     found = neardup.groups(list(range(len(files))), vectors, neardup.SHIPPED_THRESHOLD)
     assert found == [[3 * i, 3 * i + 1, 3 * i + 2] for i in range(len(chosen))]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photocluster import ingest, locking, photos, placement, recluster, weights
+from photocluster import duplicates, ingest, locking, photos, placement, recluster, weights
 from photocluster.config import Config
 from photocluster.embedder import Embedder, Vgg16Embedder, configure_threads
 from photocluster.errors import BadPhotoError, StateError
@@ -139,7 +139,8 @@ def start(library: Library, stop: Stop | None = None) -> ingest.Work:
     Raises Stopping when `stop()` turns true during a tree rebuild (see `rebuild_tree`)."""
     check = checkpoint(library.pulse, stop)
     library.thumbnails.remove_leftovers()
-    if not placement.repair_tree(library.store, library.tree, library.thumbnail, check):
+    if not placement.repair_tree(library.store, library.tree, library.thumbnail, check,
+                                 library.thumbnails.path_for):
         _rename_links_if_asked(library, check)
     try:
         return reconcile(library)
@@ -157,7 +158,7 @@ def _rename_links_if_asked(library: Library, check: Pulse) -> None:
     logger.info("tree.dated_names is now %s: renaming the links", library.tree.dated_names)
     last = library.store.last_recluster()
     placement.rebuild_tree(library.store, library.tree, library.thumbnail,
-                           last.elbow if last else None, check)
+                           last.elbow if last else None, check, library.thumbnails.path_for)
     library.store.set_meta(DATED_NAMES, wanted)
 
 
@@ -197,7 +198,7 @@ def sync(
     """
     work = reconcile(library, subtree)
     report = apply_work(library, work, Progress(len(work.to_read), "embedding", bar=show_bar), stop)
-    placement.place_unclustered(library.store, library.tree, library.fingerprint)
+    _place_unclustered(library)
     return report
 
 
@@ -216,7 +217,8 @@ def recover(library: Library, stop: Stop | None = None) -> None:
     Raises Stopping as `start` does."""
     check = checkpoint(library.pulse, stop)
     library.thumbnails.remove_leftovers()
-    if not placement.repair_tree(library.store, library.tree, library.thumbnail, check):
+    if not placement.repair_tree(library.store, library.tree, library.thumbnail, check,
+                                 library.thumbnails.path_for):
         _rename_links_if_asked(library, check)
     rescan(library, "", stop)
 
@@ -283,7 +285,7 @@ def apply_work(
     progress.close()
     gone = _removed(library, work.missing)
     report.written.extend(gone)
-    placement.follow(report.written, library.store, library.tree)
+    _follow(library, report.written)
     report.moved = sum(1 for relink in gone.relinks if relink.new is not None)
     logger.info(
         "sync: %d embedded, %d reused, %d moved, %d removed, %d failed, %d unchanged",
@@ -332,7 +334,7 @@ def _ingest(library: Library, paths: list[str], progress: ProgressFactory, stop:
 def remove(library: Library, paths: list[str]) -> None:
     """Files deleted from the photo folder (unknown ones are ignored)."""
     if paths:
-        placement.follow(_removed(library, paths), library.store, library.tree)
+        _follow(library, _removed(library, paths))
 
 
 def _removed(library: Library, paths: Sequence[str]) -> Written:
@@ -348,7 +350,21 @@ def move(library: Library, old: str, new: str) -> None:
     """A rename inside the tree: same file, content, vector and cluster; the link moves when
     it pointed at the old name."""
     if library.store.file(old) is not None:
-        placement.follow(library.store.move(old, new), library.store, library.tree)
+        _follow(library, library.store.move(old, new))
+
+
+def _follow(library: Library, written: Written) -> None:
+    """The live tree follows a catalog write: links (`placement.follow`), then near-duplicate
+    groups and their folders (`duplicates.follow`)."""
+    placed = placement.follow(written, library.store, library.tree)
+    duplicates.follow(written, placed, library.store, library.tree, library.config.duplicates)
+
+
+def _place_unclustered(library: Library) -> None:
+    """Place the contents left without a cluster (`placement.place_unclustered`); they join
+    their near-duplicate groups as new photos do."""
+    unclustered = library.store.unclustered(library.fingerprint)
+    _follow(library, Written(placeable=library.store.stored_vectors(unclustered)))
 
 
 # ---- reclustering
@@ -363,7 +379,8 @@ def snapshot_if_dirty(library: Library, forced: bool) -> recluster.Snapshot | No
     """A snapshot to recluster, or None when nothing changed since the last one (unforced)."""
     if not forced and not library.store.changed_since_recluster():
         return None
-    return recluster.snapshot(library.store, library.fingerprint, library.config.clustering)
+    return recluster.snapshot(library.store, library.fingerprint, library.config.clustering,
+                              library.config.duplicates)
 
 
 def apply_recluster(library: Library, result: recluster.Result, stop: Stop | None = None) -> None:
@@ -377,9 +394,10 @@ def apply_recluster(library: Library, result: recluster.Result, stop: Stop | Non
     check()
     recluster.commit(result, store)
     library.pulse()
-    placement.place_unclustered(store, tree, library.fingerprint)
+    _place_unclustered(library)
     library.pulse()
-    placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow, check)
+    placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow, check,
+                           library.thumbnails.path_for)
 
 
 def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[str] | None:
@@ -406,4 +424,5 @@ def scan(library: Library, show_bar: bool | None = None) -> None:
     """The one-shot batch: sync everything, recluster when needed, repair the tree."""
     sync(library, show_bar=show_bar)
     if recluster_now(library, force=False) is None:
-        placement.repair_tree(library.store, library.tree, library.thumbnail)
+        placement.repair_tree(library.store, library.tree, library.thumbnail,
+                              thumbnail_file=library.thumbnails.path_for)

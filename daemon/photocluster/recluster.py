@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from photocluster import clustering
-from photocluster.config import ClusteringConfig
+from photocluster import clustering, duplicates
+from photocluster.config import ClusteringConfig, DuplicatesConfig
 from photocluster.records import ReclusterInfo
 from photocluster.store import Store
 
@@ -34,6 +34,9 @@ class Snapshot:
     settings: ClusteringConfig
     versions: np.ndarray | None = None  # (n,) int64: each content's version when copied
     changes: int = 0  # the catalog's content-change counter when copied
+    # near-duplicates: the settings, and (n,) float64 capture times for the burst rule
+    duplicates: DuplicatesConfig = DuplicatesConfig()
+    taken: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -43,15 +46,21 @@ class Result:
     info: ReclusterInfo
     versions: dict[int, int]  # content id -> the version the assignment was computed for
     changes: int  # the content-change counter the result reflects
+    duplicates: dict[int, int] = field(default_factory=dict)  # content id -> group key
 
 
-def snapshot(store: Store, fingerprint: str, settings: ClusteringConfig) -> Snapshot:
+def snapshot(store: Store, fingerprint: str, settings: ClusteringConfig,
+             near: DuplicatesConfig | None = None) -> Snapshot:
+    """The writer's copy of what a recluster computes on; `near`: the near-duplicate settings
+    (default: the shipped ones)."""
+    near = near or DuplicatesConfig()
     members = store.members(fingerprint)
     vectors = store.vectors_of(members.ids)  # (n, 512) float32
     last = store.last_recluster()
     used = frozenset(store.used_names())
+    taken = store.capture_times(members.ids) if near.burst_seconds else None  # (n,) float64
     return Snapshot(members.ids, vectors, members.clusters, used, last.k if last else None,
-                    settings, members.versions, members.changes)
+                    settings, members.versions, members.changes, near, taken)
 
 
 def compute(snap: Snapshot) -> Result:
@@ -84,7 +93,16 @@ def compute(snap: Snapshot) -> Result:
     versions = snap.versions if snap.versions is not None else np.zeros(len(snap.ids), np.int64)
     seen = {int(i): int(v) for i, v in zip(snap.ids, versions, strict=True)}
     centres = {names[i]: centroids[i] for i in range(len(centroids))}
-    return Result(assignment, centres, info, seen, snap.changes)
+    return Result(assignment, centres, info, seen, snap.changes, _duplicates(snap))
+
+
+def _duplicates(snap: Snapshot) -> dict[int, int]:
+    """The near-duplicate full pass over the snapshot (`duplicates.full_pass`)."""
+    started = time.monotonic()
+    found = duplicates.full_pass(snap.ids, snap.vectors, snap.taken, snap.duplicates)
+    logger.info("near-duplicates: %d photos in %d groups (%.1f s)", len(found),
+                len(set(found.values())), time.monotonic() - started)
+    return found
 
 
 def previous_centres(snap: Snapshot) -> np.ndarray | None:
@@ -110,6 +128,9 @@ def commit(result: Result, store: Store) -> None:
     changed meanwhile it still counts as changed since this recluster."""
     store.commit_recluster(result.assignment, result.versions, result.centroids, result.info,
                            result.changes)
+    # its own transaction: a crash between the two leaves the last groups, still valid ones
+    store.commit_duplicates((content, result.versions[content], key)
+                            for content, key in result.duplicates.items())
 
 
 def needs_recluster(store: Store, regrow_ratio: float) -> bool:
