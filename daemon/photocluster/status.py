@@ -20,7 +20,8 @@ from photocluster.store import CATALOG, Store
 DAEMON_STATUS = "daemon-status.json"
 FAILURES_SHOWN = 100  # the rest are counted: a library with 10 000 broken files stays readable
 _EMPTY = {"photos": 0, "files": 0, "copies": {"photos": 0, "extra_files": 0}, "failed": 0,
-          "unclustered": 0, "clusters": {}, "dates": {}, "last_recluster": None, "failures": []}
+          "unclustered": 0, "clusters": {}, "dates": {}, "last_recluster": None, "failures": [],
+          "duplicates": {"groups": 0, "photos": 0}}
 
 
 def collect(state_dir: Path) -> dict[str, Any]:
@@ -32,6 +33,7 @@ def collect(state_dir: Path) -> dict[str, Any]:
     store = Store.open_readonly(state_dir)
     try:
         counts, last = store.content_counts(), store.last_recluster()
+        groups, grouped = store.duplicate_counts()
         report.update(
             photos=counts["contents"],
             files=store.count() - counts["failed"],
@@ -42,6 +44,7 @@ def collect(state_dir: Path) -> dict[str, Any]:
             dates={name: list(span) for name, span in store.cluster_dates().items()},
             last_recluster=None if last is None else _recluster(last),
             failures=[{"path": p, "reason": r} for p, r in store.failures(FAILURES_SHOWN)],
+            duplicates={"groups": groups, "photos": grouped},
         )
     finally:
         store.close()
@@ -85,6 +88,7 @@ def render(report: dict[str, Any]) -> str:
         f"for a cluster, {report['failed']} failed",
         f"copies: {copies['photos']} photos have extra copies ({copies['extra_files']} files),"
         " linked once",
+        _render_duplicates(report["duplicates"]),
     ]
     daemon = report["daemon"]
     if daemon is None:
@@ -96,7 +100,7 @@ def render(report: dict[str, Any]) -> str:
             f"{daemon.get('state', 'running')}, backlog {backlog}"
         )
         if daemon.get("error"):
-            lines.append(f"  problem: {_printable(str(daemon['error']))} (retrying)")
+            lines.append(f"  problem: {printable(str(daemon['error']))} (retrying)")
     lines += _render_recluster(report["last_recluster"])
     lines.append(f"clusters: {len(report['clusters'])}")
     dates = report.get("dates", {})
@@ -104,10 +108,16 @@ def render(report: dict[str, Any]) -> str:
               for name, size in report["clusters"].items()]
     if report["failures"]:
         lines.append("failures:")
-        lines += [f"  {_printable(f['path'])}: {f['reason']}" for f in report["failures"]]
+        lines += [f"  {printable(f['path'])}: {f['reason']}" for f in report["failures"]]
         if report["failed"] > len(report["failures"]):
             lines.append(f"  ... and {report['failed'] - len(report['failures'])} more")
     return "\n".join(lines)
+
+
+def _render_duplicates(found: dict[str, int]) -> str:
+    groups = found["groups"]
+    return (f"near-duplicates: {groups} group{'' if groups == 1 else 's'} of "
+            f"{found['photos']} photos (in _duplicates/)")
 
 
 def _span(span: list[float] | None) -> str:
@@ -118,7 +128,7 @@ def _span(span: list[float] | None) -> str:
     return f" ({first})" if first == last else f" ({first} .. {last})"
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """One printable line for a path: a name may hold newlines, control characters and bytes
     that are not UTF-8 (surrogate escapes), which would break or forge lines, or the print."""
     if text.isprintable():
