@@ -806,11 +806,14 @@ def test_decode_for_model_keeps_a_small_photo_at_its_own_size() -> None:
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
-def test_decode_for_model_applies_exif_orientation_to_both(orientation: int) -> None:
+def test_decode_for_model_applies_exif_orientation_to_both_and_to_the_size(
+    orientation: int,
+) -> None:
     data = with_orientation(quadrants(640, 320), "JPEG", orientation)
-    square, thumb, _ = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    square, thumb, size = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
     upright = decode.decode_upright(data, 1000, MAX_PIXELS)  # (h, w, 3), full size
     assert thumb.shape[:2] == ((320, 160) if orientation in (6, 8) else (160, 320))
+    assert size == ((320, 640) if orientation in (6, 8) else (640, 320))  # (width, height)
     assert mean_diff(thumb, photos.fit_long_side(upright, 320)) < 2.0
     assert mean_diff(square, decode_rgb(data, 224, MAX_PIXELS)) < 2.0
 
