@@ -52,14 +52,32 @@ def full_pass(ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32],
     return {member: group[0] for group in found for member in group}
 
 
+class GroupFolders:
+    """Which folders of the live generation's `_duplicates/` hold which group: listed once per
+    generation, then kept up to date by the one writer as it rewrites them, so a new photo
+    costs no listing of thousands of folders. It lives as long as the open library."""
+
+    def __init__(self) -> None:
+        self._generation: Path | None = None
+        self._names: dict[int, set[str]] = {}
+
+    def of(self, generation: Path) -> dict[int, set[str]]:
+        """group key -> its folder names in `generation`'s `_duplicates/` (to be updated by
+        the caller as it writes and removes them)."""
+        if generation != self._generation:
+            self._names = _folders_by_key(generation / ranked.DUPLICATES)
+            self._generation = generation
+        return self._names
+
+
 def follow(written: Written, placed: Mapping[int, str], store: Store, tree: ClusterTree,
-           settings: DuplicatesConfig) -> None:
+           settings: DuplicatesConfig, folders: GroupFolders) -> None:
     """After `placement.follow`: the contents just placed (`placed`, of `written.placeable`)
     join their groups, and the folders of every group touched, or whose member's canonical
     copy moved or went (`written.relinks`), are rewritten in the live generation."""
     rows = [row for row in written.placeable if row.id in placed]
     keys = join_placed(rows, store, settings) | relinked(written.relinks, store)
-    refresh(keys, store, tree)
+    refresh(keys, store, tree, folders)
 
 
 def join_placed(rows: Sequence[StoredVector], store: Store,
@@ -98,24 +116,25 @@ def relinked(relinks: Iterable[Relink], store: Store) -> set[int]:
     return set(store.duplicate_keys(contents).values()) if contents else set()
 
 
-def refresh(keys: Iterable[int], store: Store, tree: ClusterTree) -> None:
+def refresh(keys: Iterable[int], store: Store, tree: ClusterTree, folders: GroupFolders) -> None:
     """Rewrite the folder of each group in `keys` in the live generation: written when it has
     two or more live members, removed otherwise, a folder under its old name removed."""
     wanted = set(keys)
-    generation = tree.live()
-    if not wanted or generation is None:
+    generation = None if not wanted else tree.live()
+    if generation is None:
         return
     parent = generation / ranked.DUPLICATES
     members = store.duplicate_groups(wanted)
-    existing = _folders_by_key(parent)
+    existing = folders.of(generation)
     for key in sorted(wanted):
-        name = None
+        kept: set[str] = set()
         if key in members:
             name, links = folder_of(key, members[key], tree, generation)
             ranked.write_folder(parent, name, links)
-        for old in existing.get(key, []):
-            if old != name:
-                ranked.remove_folder(parent, old)
+            kept.add(name)
+        for old in sorted(existing.get(key, set()) - kept):
+            ranked.remove_folder(parent, old)
+        existing[key] = kept
     logger.debug("rewrote %d near-duplicate folders", len(wanted))
 
 
@@ -181,10 +200,10 @@ def _capture_times(store: Store, ids: set[int],
     return {int(i): None if np.isnan(t) else float(t) for i, t in zip(ordered, times, strict=True)}
 
 
-def _folders_by_key(parent: Path) -> dict[int, list[str]]:
-    found: dict[int, list[str]] = {}
+def _folders_by_key(parent: Path) -> dict[int, set[str]]:
+    found: dict[int, set[str]] = {}
     for name in ranked.folders(parent):
         _, tag, key = name.rpartition(_KEY_TAG)
         if tag and key.isdigit():
-            found.setdefault(int(key), []).append(name)
+            found.setdefault(int(key), set()).add(name)
     return found

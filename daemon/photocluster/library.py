@@ -16,7 +16,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,7 @@ class Library:
     embedder: Embedder
     thumbnails: Thumbnails
     pulse: Pulse = no_pulse
+    group_folders: duplicates.GroupFolders = field(default_factory=duplicates.GroupFolders)
 
     @property
     def fingerprint(self) -> str:
@@ -357,7 +358,8 @@ def _follow(library: Library, written: Written) -> None:
     """The live tree follows a catalog write: links (`placement.follow`), then near-duplicate
     groups and their folders (`duplicates.follow`)."""
     placed = placement.follow(written, library.store, library.tree)
-    duplicates.follow(written, placed, library.store, library.tree, library.config.duplicates)
+    duplicates.follow(written, placed, library.store, library.tree, library.config.duplicates,
+                      library.group_folders)
 
 
 def _place_unclustered(library: Library) -> None:
