@@ -22,6 +22,7 @@ from photocluster import cli, config, library, locking, neardup, pages, status
 from photocluster.config import load_config
 from photocluster.library import Library
 from photocluster.progress import Progress
+from photocluster.store import Store
 from photocluster.tree import ranked
 from photocluster.tree.names import NAME_MAX
 from photocluster.watch import Change
@@ -270,6 +271,22 @@ def test_similar_embeds_a_photo_from_outside_and_knows_a_copy_by_its_bytes(
     assert fake_model.embedded == embedded + 1  # known by its hash: no model
 
 
+def test_a_readers_search_agrees_with_the_writers_index_and_leaves_gone_photos_out(
+    tmp_path: Path, fake_model: FakeEmbedder
+) -> None:
+    path = scanned(tmp_path)
+    with library.open_library(load_config(path), "scan", lambda _: fake_model) as lib:
+        (tmp_path / "photos" / "f1" / "p03 q30.jpg").unlink()
+        apply(lib, Change("delete", "f1/p03 q30.jpg"))
+        ids, vectors = lib.store.vectors(fake_model.fingerprint)  # (13, 512): the live ones
+        written = lib.store.search(vectors, 20)
+    with Store.open_readonly(tmp_path / "state") as reader:
+        read = reader.search(vectors, 20)
+        assert np.array_equal(read[1], written[1]) and np.allclose(read[0], written[0])
+    assert sorted(set(read[1][read[1] >= 0].tolist())) == sorted(ids.tolist())
+    assert (read[1][:, 13:] == -1).all()
+
+
 def test_similar_prints_similarity_and_path_and_refuses_bad_input(
     tmp_path: Path, fake_model: FakeEmbedder, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -287,6 +304,23 @@ def test_similar_prints_similarity_and_path_and_refuses_bad_input(
     not_a_photo = tmp_path / "notes.jpg"
     not_a_photo.write_bytes(b"hello")
     assert cli.main(["-c", str(path), "similar", str(not_a_photo)]) == 1
+
+
+def test_the_next_generation_drops_similar_and_a_crashed_write_leaves_nothing_behind(
+    tmp_path: Path, fake_model: FakeEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = scanned(tmp_path)
+    similar_json(path, tmp_path / "photos" / "f0" / "p03.jpg", 2, capsys)
+    live = tmp_path / "clusters"
+    (live / ranked.DUPLICATES / ".tmp-0123abcd").mkdir()  # a write cut short by a crash
+    (live / ranked.DUPLICATES / ".tmp-0123abcd" / "01 p03.jpg").symlink_to("../../x")
+    with library.open_library(load_config(path), "scan", lambda _: fake_model) as lib:
+        lib.tree.remove_leftovers()
+        assert sorted(os.listdir(live / ranked.DUPLICATES)) == sorted(group_folders(tmp_path))
+        assert (live / ranked.SIMILAR / "p03.jpg").is_dir()
+        assert library.recluster_now(lib, force=True) == []
+    assert not (live / ranked.SIMILAR).exists()
+    assert without_keys(group_folders(tmp_path)) == P03_GROUP
 
 
 # ---- ranked folders
