@@ -167,7 +167,7 @@ def _similar(config: Config, args: argparse.Namespace) -> int:
     for match in answer.matches:
         print(f"{match.similarity:.4f}  {status.printable(str(root / match.path))}")
     if answer.folder is None:
-        print("not linked: there is no cluster tree yet")
+        print("not linked into the cluster tree (none yet, or not writable)")
     else:
         print(f"linked into {status.printable(str(answer.folder))}/")
     return EXIT_OK

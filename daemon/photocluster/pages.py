@@ -55,11 +55,11 @@ def page_model(store: Store, plan: LinkPlan) -> PageModel:
     ids: dict[str, set[int]] = defaultdict(set)
     hashes: dict[int, str] = {}
     for row in store.shown_clustered():
-        name = names.get((str(row.cluster), row.path))
-        if name is None:  # not in this generation's plan
+        name = names.get((row.cluster or "", row.path))
+        if row.cluster is None or name is None:  # not in this generation's plan
             continue
-        members[str(row.cluster)].append(_member(name, row))
-        ids[str(row.cluster)].add(row.id)
+        members[row.cluster].append(_member(name, row))
+        ids[row.cluster].add(row.id)
         hashes[row.id] = row.content_hash
     chosen = _representatives(store, ids, hashes)
     clusters = tuple(ClusterModel(folder, chosen.get(folder) or _first(found), tuple(found))
@@ -97,9 +97,10 @@ def _groups(store: Store, names: dict[tuple[str, str], str]) -> tuple[tuple[Copy
     placed in no cluster are left out; a group left with one is not shown)."""
     shown = []
     for members in store.duplicate_groups().values():
-        copies = tuple(Copy(str(row.cluster), names[(str(row.cluster), row.path)],
-                            row.content_hash) for row in duplicates.best_first(members)
-                       if (str(row.cluster), row.path) in names)
+        linked = [(row, names.get((row.cluster or "", row.path)))
+                  for row in duplicates.best_first(members)]
+        copies = tuple(Copy(row.cluster, name, row.content_hash)
+                       for row, name in linked if row.cluster is not None and name is not None)
         if len(copies) >= 2:
             shown.append(copies)
     return tuple(shown)

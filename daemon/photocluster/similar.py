@@ -142,11 +142,19 @@ def _nearest(store: Store, vector: Vector, own: int | None,
 
 def _link(config: Config, name: str, shown: list[tuple[Shown, float]]) -> Path | None:
     """Link the matches into `_similar/<name>/` of the live generation; None when there is
-    no live generation (nothing clustered yet)."""
+    no live generation (nothing clustered yet) or it cannot be written (logged: the answer
+    stands without its folder)."""
     tree = ClusterTree(config.paths.clusters, config.paths.photos, config.tree.dated_names)
-    generation = tree.live()
-    if generation is None:
+    try:
+        generation = tree.live()
+        return None if generation is None else _write_links(tree, generation, name, shown)
+    except (OSError, StateError) as error:
+        logger.warning("could not link the answer into %r: %s", str(tree.cluster_root), error)
         return None
+
+
+def _write_links(tree: ClusterTree, generation: Path, name: str,
+                 shown: list[tuple[Shown, float]]) -> Path:
     rows = [row for row, _ in shown]
     names = ranked.ranked_names([tree.link_name(row.path, row.taken) for row in rows])
     targets = [tree.link_target(generation, row.path, ranked.DEPTH) for row in rows]
