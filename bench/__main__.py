@@ -23,6 +23,7 @@ SUITES: dict[str, tuple[str, bool]] = {
     "page": ("bench.page", False),
     "takeout": ("bench.takeout", False),
     "neardup": ("bench.neardup", False),
+    "duplicates": ("bench.duplicates", False),  # 100k photos: 10-20 minutes
 }
 RESULTS = REPO / "bench" / "results"
 
