@@ -24,6 +24,7 @@ SUITES: dict[str, tuple[str, bool]] = {
     "takeout": ("bench.takeout", False),
     "neardup": ("bench.neardup", False),
     "corrections": ("bench.corrections", False),
+    "duplicates": ("bench.duplicates", False),  # 100k photos: 10-20 minutes
 }
 RESULTS = REPO / "bench" / "results"
 

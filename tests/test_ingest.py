@@ -17,7 +17,7 @@ from tests.conftest import FakeEmbedder, write_photo
 LIMITS = ingest.Limits(max_bytes=1 << 24, max_pixels=10_000_000)
 WAIT = 10.0  # seconds; only ever reached when the behaviour under test is broken
 
-Decode = Callable[..., tuple[np.ndarray, np.ndarray]]
+Decode = Callable[..., photos.ForModel]
 
 
 class SmallBatchEmbedder(FakeEmbedder):
@@ -30,19 +30,14 @@ def _photo_folder(root: Path, count: int) -> list[str]:
     return [f"p{index:02d}.jpg" for index in range(count)]
 
 
-def _count_decodes(monkeypatch: pytest.MonkeyPatch, on_call: Callable[[int], None]) -> None:
-    """Wrap photos.decode_for_model (what ingest decodes with): `on_call(n)` runs at the start
-    of the n-th call (1-based)."""
+def _watch_decodes(monkeypatch: pytest.MonkeyPatch, on_call: Callable[[bytes], None]) -> None:
+    """Wrap photos.decode_for_model (what ingest decodes with): `on_call(data)` runs at the
+    start of each call. Calls are told apart by their bytes, not their order: the decoding
+    threads may reach the hook in another order than they took their photos."""
     real: Decode = photos.decode_for_model
-    lock, calls = threading.Lock(), [0]
 
-    def decode(
-        data: bytes, size: int, max_pixels: int, fill: photos.RGB
-    ) -> tuple[np.ndarray, np.ndarray]:
-        with lock:
-            calls[0] += 1
-            number = calls[0]
-        on_call(number)
+    def decode(data: bytes, size: int, max_pixels: int, fill: photos.RGB) -> photos.ForModel:
+        on_call(data)
         return real(data, size, max_pixels, fill)
 
     monkeypatch.setattr(photos, "decode_for_model", decode)
@@ -62,8 +57,10 @@ def test_the_next_batch_is_decoded_while_the_model_embeds_the_current_one(
     embedding, next_batch_decoding = threading.Event(), threading.Event()
     seen: dict[str, bool] = {}
 
-    def on_decode(number: int) -> None:
-        if number == 5:  # the first photo of the second batch
+    second_batch_first = (tmp_path / "photos" / paths[4]).read_bytes()
+
+    def on_decode(data: bytes) -> None:
+        if data == second_batch_first:
             next_batch_decoding.set()
             seen["embedding while decoding"] = embedding.wait(WAIT)
 
@@ -74,7 +71,7 @@ def test_the_next_batch_is_decoded_while_the_model_embeds_the_current_one(
                 seen["decoding while embedding"] = next_batch_decoding.wait(WAIT)
             return super().embed(images)
 
-    _count_decodes(monkeypatch, on_decode)
+    _watch_decodes(monkeypatch, on_decode)
     with Store(tmp_path / "state") as store:
         report = ingest.ingest(paths, tmp_path / "photos", store, Embedder(), LIMITS)
     assert seen == {"embedding while decoding": True, "decoding while embedding": True}
@@ -113,8 +110,8 @@ def test_a_touched_photo_reuses_its_vector_without_being_decoded(
         ingest.ingest(paths, root, store, embedder, LIMITS)
         before = _stored_vectors(store, embedder.fingerprint)
         os.utime(root / "p01.jpg", ns=(1, 1))  # e.g. a sync client rewrote the same bytes
-        decoded: list[int] = []
-        _count_decodes(monkeypatch, decoded.append)
+        decoded: list[bytes] = []
+        _watch_decodes(monkeypatch, decoded.append)
         monkeypatch.setattr(ingest, "_SCAN_ABOVE", scan_above)
         embedder.embedded = 0
         report = ingest.ingest(["p01.jpg"], root, store, embedder, LIMITS)
@@ -130,8 +127,8 @@ def test_a_stop_request_leaves_batches_not_yet_started_unread(
 ) -> None:
     batches = ingest.PREFETCH_BATCHES + 3
     paths = _photo_folder(tmp_path / "photos", 4 * batches)
-    decoded: list[int] = []
-    _count_decodes(monkeypatch, decoded.append)
+    decoded: list[bytes] = []
+    _watch_decodes(monkeypatch, decoded.append)
     with Store(tmp_path / "state") as store:
         report = ingest.ingest(
             paths, tmp_path / "photos", store, SmallBatchEmbedder(), LIMITS, stop=lambda: True

@@ -770,7 +770,7 @@ def test_decode_for_model_gives_the_model_input_and_a_320_thumbnail_keeping_its_
     width: int, height: int
 ) -> None:
     data = encode(detailed_photo(width, height), "JPEG", quality=90)
-    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    square, thumb, _ = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
     assert square.shape == (224, 224, 3) and square.dtype == np.uint8
     assert thumb.dtype == np.uint8 and max(thumb.shape[:2]) == 320
     assert abs(thumb.shape[1] / thumb.shape[0] - width / height) < 0.02
@@ -779,7 +779,7 @@ def test_decode_for_model_gives_the_model_input_and_a_320_thumbnail_keeping_its_
 
 def test_decode_for_model_decodes_once_at_the_scale_both_need(imdecode_flags: list[int]) -> None:
     data = encode(quadrants(4032, 3024), "JPEG", quality=90)
-    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    square, thumb, _ = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
     assert imdecode_flags == [cv2.IMREAD_REDUCED_COLOR_8]  # 504x378: >= 224 and >= 320
     assert (square == decode_rgb(data, 224, MAX_PIXELS)).all()
     assert thumb.shape == (240, 320, 3)
@@ -791,7 +791,7 @@ def test_decode_for_model_decodes_at_the_models_scale_even_for_a_smaller_thumbna
     # 600x450 at /2 is 300x225: enough for the model (225 >= 224); the thumbnail takes what
     # that decode gives rather than a second, larger decode or other model input
     data = encode(detailed_photo(600, 450), "JPEG", quality=90)
-    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    square, thumb, _ = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
     assert imdecode_flags == [cv2.IMREAD_REDUCED_COLOR_2]
     assert thumb.shape == (225, 300, 3)
     assert (square == decode_rgb(data, 224, MAX_PIXELS)).all()
@@ -799,18 +799,21 @@ def test_decode_for_model_decodes_at_the_models_scale_even_for_a_smaller_thumbna
 
 def test_decode_for_model_keeps_a_small_photo_at_its_own_size() -> None:
     data = encode(quadrants(200, 100), "PNG")
-    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    square, thumb, _ = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
     assert square.shape == (224, 224, 3)
     assert thumb.shape == (100, 200, 3)
     assert (thumb == np.asarray(quadrants(200, 100))).all()
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
-def test_decode_for_model_applies_exif_orientation_to_both(orientation: int) -> None:
+def test_decode_for_model_applies_exif_orientation_to_both_and_to_the_size(
+    orientation: int,
+) -> None:
     data = with_orientation(quadrants(640, 320), "JPEG", orientation)
-    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    square, thumb, size = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
     upright = decode.decode_upright(data, 1000, MAX_PIXELS)  # (h, w, 3), full size
     assert thumb.shape[:2] == ((320, 160) if orientation in (6, 8) else (160, 320))
+    assert size == ((320, 640) if orientation in (6, 8) else (640, 320))  # (width, height)
     assert mean_diff(thumb, photos.fit_long_side(upright, 320)) < 2.0
     assert mean_diff(square, decode_rgb(data, 224, MAX_PIXELS)) < 2.0
 
@@ -819,7 +822,7 @@ def test_decode_for_model_takes_a_heic_thumbnail_large_enough_for_both(
     heic_pair: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with_preview, without = heic_pair
-    full_square, full_thumb = photos.decode_for_model(without, 224, MAX_PIXELS, PAD_RGB)
+    full_square, full_thumb, _ = photos.decode_for_model(without, 224, MAX_PIXELS, PAD_RGB)
     sizes: list[tuple[int, ...]] = []
     real_fit = decode.fit_long_side
 
@@ -828,7 +831,7 @@ def test_decode_for_model_takes_a_heic_thumbnail_large_enough_for_both(
         return real_fit(image, edge)
 
     monkeypatch.setattr(decode, "fit_long_side", spy)
-    square, thumb = photos.decode_for_model(with_preview, 224, MAX_PIXELS, PAD_RGB)
+    square, thumb, _ = photos.decode_for_model(with_preview, 224, MAX_PIXELS, PAD_RGB)
     assert sizes == [(240, 320)]  # decoded from the 320x240 thumbnail, not the 640x480 image
     assert mean_diff(square, full_square) < 3.0 and mean_diff(thumb, full_thumb) < 3.0
 

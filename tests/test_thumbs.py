@@ -233,7 +233,7 @@ def test_thumbnail_from_file_reads_safely(tmp_path: Path) -> None:
 def test_the_thumbnail_of_a_model_decode_is_stored_and_read_back(store: Thumbnails) -> None:
     data = jpeg(picture(1200, 900))
     content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
-    square, thumb = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
+    square, thumb, _ = photos.decode_for_model(data, 224, MAX_PIXELS, PAD_RGB)
     store.put(content_hash, thumb)
     found = store.read(content_hash)
     assert square.shape == (224, 224, 3)

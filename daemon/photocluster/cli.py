@@ -1,4 +1,4 @@
-"""Command line: `photocluster [-c CONFIG] run|scan|recluster|status|name|pin|unpin|...`.
+"""Command line: `photocluster [-c CONFIG] run|scan|recluster|status|similar|name|pin|...`.
 
 The only place that configures logging and turns errors into exit codes, each failure one
 line on stderr:
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from photocluster import library, mailbox, marking, status, weights
+from photocluster import library, mailbox, marking, similar, status, weights
 from photocluster.config import Config, load_config
 from photocluster.errors import (
     ConfigError,
@@ -34,6 +34,7 @@ logger = logging.getLogger("photocluster")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 3
 ANSWER_SECONDS = 60.0  # how long name/pin/unpin wait for a busy daemon's answer
+MOST_SIMILAR = 1000  # `similar -n`: a ranked folder of more is no longer browsed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     recluster.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     state = commands.add_parser("status", help="what is sorted, failed and pending")
     state.add_argument("--json", action="store_true")
+    like = commands.add_parser(
+        "similar", help="the photos most like PATH, linked into the tree's _similar/<name>/")
+    like.add_argument("path", type=Path, help="a photo, in the library or anywhere")
+    like.add_argument("-n", type=_how_many, default=10, help=f"how many (1..{MOST_SIMILAR})")
+    like.add_argument("--json", action="store_true")
     named = commands.add_parser("name", help="name a cluster (as renaming its folder does)")
     named.add_argument("cluster", help="its identity (cluster-007) or its folder's name")
     named.add_argument("new_name", metavar="NEW-NAME", help="its identity clears a name")
@@ -93,6 +99,17 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("check-config", help="validate the configuration")
     commands.add_parser("weights", help="fetch and verify the VGG16 weights")
     return parser
+
+
+def _how_many(text: str) -> int:
+    """argparse type of `similar -n`: a usage error (exit 2) outside 1..MOST_SIMILAR."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MOST_SIMILAR:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MOST_SIMILAR}")
+    return number
 
 
 class OneLineFormatter(logging.Formatter):
@@ -224,6 +241,26 @@ def _status(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _similar(config: Config, args: argparse.Namespace) -> int:
+    answer = similar.find(config, args.path, args.n, library.vgg16_embedder)
+    root = config.paths.photos
+    if args.json:
+        print(json.dumps({
+            "photo": str(args.path), "in_library": answer.in_library,
+            "similar": [{"path": str(root / m.path), "relative": m.path,
+                         "similarity": round(m.similarity, 6)} for m in answer.matches],
+            "folder": None if answer.folder is None else str(answer.folder),
+            "seconds": round(answer.seconds, 3)}, indent=2))
+        return EXIT_OK
+    for match in answer.matches:
+        print(f"{match.similarity:.4f}  {status.printable(str(root / match.path))}")
+    if answer.folder is None:
+        print("not linked into the cluster tree (none yet, or not writable)")
+    else:
+        print(f"linked into {status.printable(str(answer.folder))}/")
+    return EXIT_OK
+
+
 def _check_config(config: Config, args: argparse.Namespace) -> int:
     print(f"{config.source}: ok")
     print(f"  photos:   {config.paths.photos}")
@@ -251,6 +288,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "scan": _scan,
     "recluster": _recluster,
     "status": _status,
+    "similar": _similar,
     "name": _name,
     "pin": _pin,
     "unpin": _unpin,

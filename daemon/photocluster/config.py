@@ -65,6 +65,13 @@ class ClusteringConfig:
 
 
 @dataclass(frozen=True)
+class DuplicatesConfig:
+    # cosine distance under which two photos are near-duplicates; 0: no groups (neardup.py)
+    threshold: float = 0.09
+    burst_seconds: float = 0.0  # links between photos taken further apart drop; 0: never
+
+
+@dataclass(frozen=True)
 class WatchConfig:
     mode: str = "auto"  # "auto" | "inotify" | "polling"
     settle_seconds: float = 2.0
@@ -89,6 +96,7 @@ class Config:
     photos: PhotosConfig = field(default_factory=PhotosConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    duplicates: DuplicatesConfig = field(default_factory=DuplicatesConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     tree: TreeConfig = field(default_factory=TreeConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -99,6 +107,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "photos": PhotosConfig,
     "embedding": EmbeddingConfig,
     "clustering": ClusteringConfig,
+    "duplicates": DuplicatesConfig,
     "watch": WatchConfig,
     "tree": TreeConfig,
     "log": LogConfig,
@@ -161,6 +170,12 @@ BOUNDS: dict[str, Bounds] = {
         0.01, 10, "under 1% a few new photos force a full recluster; 10 is ten times the library"
     ),
     "clustering.seed": Bounds(0, 2**32 - 1, "k-means' random generator takes a 32-bit seed"),
+    "duplicates.threshold": Bounds(
+        0.01, 0.3, "past 0.10 different photos of one subject join (BENCHMARKS.md)", off=0
+    ),
+    "duplicates.burst_seconds": Bounds(
+        1, 31_536_000, "capture times are seconds; a year apart is no burst", off=0
+    ),
     "watch.settle_seconds": Bounds(
         0.2, 3600, "the watcher wakes every settle/4 s: below 0.2 it busy-polls; 1 h is late"
     ),

@@ -192,7 +192,7 @@ def _store_batch(
 
 def _file(item: Loaded, vector: np.ndarray | None = None) -> NewFile:
     return NewFile(item.path, item.size, item.mtime_ns, item.content_hash, vector, item.kind,
-                   item.taken)
+                   item.taken, item.dimensions)
 
 
 def _embedded(items: list[Loaded], embedder: Embedder) -> list[NewFile]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from photocluster import (
     corrections,
+    duplicates,
     ingest,
     locking,
     marking,
@@ -77,6 +78,7 @@ class Library:
     embedder: Embedder
     thumbnails: Thumbnails
     pulse: Pulse = no_pulse
+    group_folders: duplicates.GroupFolders = field(default_factory=duplicates.GroupFolders)
     reader: TreeReader = field(init=False)  # the user's edits of the tree -> the catalog
 
     def __post_init__(self) -> None:
@@ -202,7 +204,8 @@ def mend(library: Library, stop: Stop | None = None) -> None:
     library.thumbnails.remove_leftovers()
     library.reader.open()
     with library.reader.rebuilding():
-        if not placement.repair_tree(library.store, library.tree, library.thumbnail, check):
+        if not placement.repair_tree(library.store, library.tree, library.thumbnail, check,
+                                     library.thumbnails.path_for):
             _rename_links_if_asked(library, check)
     library.reader.trusted = True
 
@@ -223,7 +226,7 @@ def _rename_links_if_asked(library: Library, check: Pulse) -> None:
     logger.info("tree.dated_names is now %s: renaming the links", library.tree.dated_names)
     last = library.store.last_recluster()
     placement.rebuild_tree(library.store, library.tree, library.thumbnail,
-                           last.elbow if last else None, check)
+                           last.elbow if last else None, check, library.thumbnails.path_for)
     library.store.set_meta(DATED_NAMES, wanted)
 
 
@@ -263,7 +266,7 @@ def sync(
     """
     work = reconcile(library, subtree)
     report = apply_work(library, work, Progress(len(work.to_read), "embedding", bar=show_bar), stop)
-    placement.place_unclustered(library.store, library.tree, library.fingerprint)
+    _place_unclustered(library)
     return report
 
 
@@ -346,8 +349,7 @@ def apply_work(
     progress.close()
     gone = _removed(library, work.missing)
     report.written.extend(gone)
-    library.reader.before_linking()
-    placement.follow(report.written, library.store, library.tree)
+    _follow(library, report.written)
     report.moved = sum(1 for relink in gone.relinks if relink.new is not None)
     logger.info(
         "sync: %d embedded, %d reused, %d moved, %d removed, %d failed, %d unchanged",
@@ -396,9 +398,7 @@ def _ingest(library: Library, paths: list[str], progress: ProgressFactory, stop:
 def remove(library: Library, paths: list[str]) -> None:
     """Files deleted from the photo folder (unknown ones are ignored)."""
     if paths:
-        written = _removed(library, paths)
-        library.reader.before_linking()
-        placement.follow(written, library.store, library.tree)
+        _follow(library, _removed(library, paths))
 
 
 def _removed(library: Library, paths: Sequence[str]) -> Written:
@@ -414,9 +414,24 @@ def move(library: Library, old: str, new: str) -> None:
     """A rename inside the tree: same file, content, vector and cluster; the link moves when
     it pointed at the old name."""
     if library.store.file(old) is not None:
-        written = library.store.move(old, new)
-        library.reader.before_linking()
-        placement.follow(written, library.store, library.tree)
+        _follow(library, library.store.move(old, new))
+
+
+def _follow(library: Library, written: Written) -> None:
+    """The live tree follows a catalog write: the user's renames first (links go into the
+    folders as they are named now), then links (`placement.follow`), then near-duplicate
+    groups and their folders (`duplicates.follow`)."""
+    library.reader.before_linking()
+    placed = placement.follow(written, library.store, library.tree)
+    duplicates.follow(written, placed, library.store, library.tree, library.config.duplicates,
+                      library.group_folders)
+
+
+def _place_unclustered(library: Library) -> None:
+    """Place the contents left without a cluster (`placement.place_unclustered`); they join
+    their near-duplicate groups as new photos do."""
+    unclustered = library.store.unclustered(library.fingerprint)
+    _follow(library, Written(placeable=library.store.stored_vectors(unclustered)))
 
 
 # ---- reclustering
@@ -431,7 +446,8 @@ def snapshot_if_dirty(library: Library, forced: bool) -> recluster.Snapshot | No
     """A snapshot to recluster, or None when nothing changed since the last one (unforced)."""
     if not forced and not library.store.changed_since_recluster():
         return None
-    return recluster.snapshot(library.store, library.fingerprint, library.config.clustering)
+    return recluster.snapshot(library.store, library.fingerprint, library.config.clustering,
+                              library.config.duplicates)
 
 
 def apply_recluster(library: Library, result: recluster.Result, stop: Stop | None = None) -> None:
@@ -448,10 +464,11 @@ def apply_recluster(library: Library, result: recluster.Result, stop: Stop | Non
     moves = recluster.commit(result, store)
     corrections.report_recluster(before, store.folder_names(), result.fates, moves)
     library.pulse()
-    placement.place_unclustered(store, tree, library.fingerprint)
+    _place_unclustered(library)
     library.pulse()
     with library.reader.rebuilding(before, result.fates):
-        placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow, check)
+        placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow, check,
+                               library.thumbnails.path_for)
 
 
 def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[str] | None:
@@ -481,4 +498,5 @@ def scan(library: Library, show_bar: bool | None = None) -> None:
     sync(library, show_bar=show_bar)
     if recluster_now(library, force=False) is None:
         with library.reader.rebuilding():
-            placement.repair_tree(library.store, library.tree, library.thumbnail)
+            placement.repair_tree(library.store, library.tree, library.thumbnail,
+                                  thumbnail_file=library.thumbnails.path_for)

@@ -47,6 +47,7 @@ class Loaded:
     error: str | None = None
     vanished: bool = False
     still: str | None = None  # a companion video: the still it belongs beside
+    dimensions: tuple[int, int] | None = None  # a decoded photo's (width, height), upright
 
 
 class Loader:
@@ -76,12 +77,12 @@ class Loader:
         if file.content_hash in self._known:
             return loaded
         try:
-            image, thumb = photos.decode_for_model(
+            decoded = photos.decode_for_model(
                 file.data, self._size, self._limits.max_pixels, self._fill)
         except BadPhotoError as error:
             return Loaded(path, file.size, file.mtime_ns, file.content_hash, error=error.reason)
-        self._keep_thumbnail(file.content_hash, thumb)
-        return _with_frames(loaded, image[None])  # (1, s, s, 3)
+        self._keep_thumbnail(file.content_hash, decoded.thumbnail)
+        return _with_frames(loaded, decoded.square[None], decoded.dimensions)  # (1, s, s, 3)
 
     def _video(self, path: str) -> Loaded:
         folder, name = posixpath.split(path)
@@ -137,6 +138,7 @@ class Loader:
         return Loaded(path, found.st_size, found.st_mtime_ns, error=reason)
 
 
-def _with_frames(loaded: Loaded, frames: np.ndarray) -> Loaded:
+def _with_frames(loaded: Loaded, frames: np.ndarray,
+                 dimensions: tuple[int, int] | None = None) -> Loaded:
     return Loaded(loaded.path, loaded.size, loaded.mtime_ns, loaded.content_hash, loaded.kind,
-                  frames, loaded.taken)
+                  frames, loaded.taken, dimensions=dimensions)

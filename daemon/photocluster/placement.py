@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from photocluster import steering
+from photocluster import duplicates, pages, steering
 from photocluster.progress import Pulse, Stopping, no_pulse
 from photocluster.records import ElbowCurve
 from photocluster.store import Relink, Store, StoredVector, Written
@@ -29,6 +29,7 @@ from photocluster.tree.overview import write_overview
 logger = logging.getLogger(__name__)
 
 Thumbnail = Callable[[str], "np.ndarray | None"]
+ThumbnailFile = pages.ThumbnailFile
 
 
 def place(rows: Sequence[StoredVector], store: Store, tree: ClusterTree) -> dict[int, str]:
@@ -55,13 +56,14 @@ def place(rows: Sequence[StoredVector], store: Store, tree: ClusterTree) -> dict
     return assignment
 
 
-def follow(written: Written, store: Store, tree: ClusterTree) -> None:
+def follow(written: Written, store: Store, tree: ClusterTree) -> dict[int, str]:
     """Make the live tree follow a catalog write: move the links whose content's canonical
-    copy changed (or remove them: the content went), then place what needs a cluster."""
+    copy changed (or remove them: the content went), then place what needs a cluster.
+    Returns what was placed, photo id -> cluster name."""
     labels = store.labels() if written.relinks else {}
     for relink in written.relinks:
         _relink(relink, tree, labels)
-    place(written.placeable, store, tree)
+    return place(written.placeable, store, tree)
 
 
 def _relink(relink: Relink, tree: ClusterTree, labels: dict[str, str]) -> None:
@@ -98,8 +100,11 @@ def rebuild_tree(
     thumbnail: Thumbnail | None,
     elbow: ElbowCurve | None,
     pulse: Pulse = no_pulse,
+    thumbnail_file: ThumbnailFile | None = None,
 ) -> None:
-    """Build the catalog's tree as a new generation (with its overview) and swap it in.
+    """Build the catalog's tree as a new generation (with its `_duplicates/` folders and its
+    overview: contact sheets, and the pages when given `thumbnail_file`, content hash -> the
+    stored thumbnail) and swap it in.
 
     `pulse` is called after each cluster's links and each contact sheet. When it raises
     Stopping during the links, nothing is swapped (the tree stays behind the catalog until the
@@ -107,6 +112,11 @@ def rebuild_tree(
     the sheets still to draw, then Stopping is raised on: the tree agrees with the catalog."""
     plan = desired_plan(store, tree)
     generation = tree.build(plan, pulse)
+    duplicates.write_all(generation, store, tree)
+    pulse()
+    if thumbnail_file is not None:
+        pages.write(generation, plan, store, thumbnail_file)
+        pulse()
     if thumbnail is not None:
         try:
             write_overview(generation, plan, thumbnail, elbow, pulse)
@@ -117,11 +127,12 @@ def rebuild_tree(
 
 
 def repair_tree(
-    store: Store, tree: ClusterTree, thumbnail: Thumbnail | None, pulse: Pulse = no_pulse
+    store: Store, tree: ClusterTree, thumbnail: Thumbnail | None, pulse: Pulse = no_pulse,
+    thumbnail_file: ThumbnailFile | None = None,
 ) -> bool:
     """Rebuild the tree when it disagrees with the catalog (after a crash). True if rebuilt.
 
-    `pulse` as for `rebuild_tree`."""
+    `pulse` and `thumbnail_file` as for `rebuild_tree`."""
     tree.remove_leftovers()
     plan = desired_plan(store, tree)
     if tree.live() is not None and _members(tree.read_plan()) == _members(plan):
@@ -130,7 +141,7 @@ def repair_tree(
         return False
     logger.info("cluster tree disagrees with the catalog; rebuilding it")
     last = store.last_recluster()
-    rebuild_tree(store, tree, thumbnail, last.elbow if last else None, pulse)
+    rebuild_tree(store, tree, thumbnail, last.elbow if last else None, pulse, thumbnail_file)
     return True
 
 

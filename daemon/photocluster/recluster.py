@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from photocluster import clustering, steering
-from photocluster.config import ClusteringConfig
+from photocluster import clustering, duplicates, steering
+from photocluster.config import ClusteringConfig, DuplicatesConfig
 from photocluster.records import ReclusterInfo
 from photocluster.steering import Fate
 from photocluster.store import PinMoves, Store
@@ -37,6 +37,9 @@ class Snapshot:
     versions: np.ndarray | None = None  # (n,) int64: each content's version when copied
     changes: int = 0  # the catalog's content-change counter when copied
     pins: Mapping[int, str] = field(default_factory=dict)  # content id -> the cluster pinned to
+    # near-duplicates: the settings, and (n,) float64 capture times for the burst rule
+    duplicates: DuplicatesConfig = DuplicatesConfig()
+    taken: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -47,15 +50,21 @@ class Result:
     versions: dict[int, int]  # content id -> the version the assignment was computed for
     changes: int  # the content-change counter the result reflects
     fates: dict[str, Fate] = field(default_factory=dict)  # each retired name -> where it went
+    duplicates: dict[int, int] = field(default_factory=dict)  # content id -> group key
 
 
-def snapshot(store: Store, fingerprint: str, settings: ClusteringConfig) -> Snapshot:
+def snapshot(store: Store, fingerprint: str, settings: ClusteringConfig,
+             near: DuplicatesConfig | None = None) -> Snapshot:
+    """The writer's copy of what a recluster computes on; `near`: the near-duplicate settings
+    (default: the shipped ones)."""
+    near = near or DuplicatesConfig()
     members = store.members(fingerprint)
     vectors = store.vectors_of(members.ids)  # (n, 512) float32
     last = store.last_recluster()
     used = frozenset(store.used_names())
+    taken = store.capture_times(members.ids) if near.burst_seconds else None  # (n,) float64
     return Snapshot(members.ids, vectors, members.clusters, used, last.k if last else None,
-                    settings, members.versions, members.changes, store.pins())
+                    settings, members.versions, members.changes, store.pins(), near, taken)
 
 
 def compute(snap: Snapshot) -> Result:
@@ -91,7 +100,16 @@ def compute(snap: Snapshot) -> Result:
     seen = {int(i): int(v) for i, v in zip(snap.ids, versions, strict=True)}
     centres = {names[i]: centroids[i] for i in range(len(centroids))}
     fates = steering.fates(snap.previous, assignment, retired)
-    return Result(assignment, centres, info, seen, snap.changes, fates)
+    return Result(assignment, centres, info, seen, snap.changes, fates, _duplicates(snap))
+
+
+def _duplicates(snap: Snapshot) -> dict[int, int]:
+    """The near-duplicate full pass over the snapshot (`duplicates.full_pass`)."""
+    started = time.monotonic()
+    found = duplicates.full_pass(snap.ids, snap.vectors, snap.taken, snap.duplicates)
+    logger.info("near-duplicates: %d photos in %d groups (%.1f s)", len(found),
+                len(set(found.values())), time.monotonic() - started)
+    return found
 
 
 def previous_centres(snap: Snapshot) -> np.ndarray | None:
@@ -116,10 +134,15 @@ def commit(result: Result, store: Store) -> PinMoves:
     unclustered, for the caller to place by nearest centroid; and when the catalog's contents
     changed meanwhile it still counts as changed since this recluster. Pinned photos go to
     their clusters (a pin to a retired cluster follows its heir, `Fate.into`), photos put in a
-    cluster they refused become unclustered; returns what happened to such pins."""
+    cluster they refused become unclustered; returns what happened to such pins. The
+    near-duplicate groups follow in a transaction of their own: a crash between the two leaves
+    the last groups, which are still valid ones."""
     heirs = {name: fate.into for name, fate in result.fates.items() if fate.into is not None}
-    return store.commit_recluster(result.assignment, result.versions, result.centroids,
-                                  result.info, result.changes, heirs)
+    moves = store.commit_recluster(result.assignment, result.versions, result.centroids,
+                                   result.info, result.changes, heirs)
+    store.commit_duplicates((content, result.versions[content], key)
+                            for content, key in result.duplicates.items())
+    return moves
 
 
 def needs_recluster(store: Store, regrow_ratio: float) -> bool:

@@ -22,7 +22,8 @@ FAILURES_SHOWN = 100  # the rest are counted: a library with 10 000 broken files
 PINS_SHOWN = 100
 _EMPTY = {"photos": 0, "files": 0, "copies": {"photos": 0, "extra_files": 0}, "failed": 0,
           "unclustered": 0, "clusters": {}, "labels": {}, "dates": {}, "last_recluster": None,
-          "failures": [], "pinned": 0, "pins": [], "rejections": 0}
+          "failures": [], "pinned": 0, "pins": [], "rejections": 0,
+          "duplicates": {"groups": 0, "photos": 0}}
 
 
 def collect(state_dir: Path) -> dict[str, Any]:
@@ -34,6 +35,7 @@ def collect(state_dir: Path) -> dict[str, Any]:
     store = Store.open_readonly(state_dir)
     try:
         counts, last = store.content_counts(), store.last_recluster()
+        groups, grouped = store.duplicate_counts()
         report.update(
             photos=counts["contents"],
             files=store.count() - counts["failed"],
@@ -44,6 +46,7 @@ def collect(state_dir: Path) -> dict[str, Any]:
             dates={name: list(span) for name, span in store.cluster_dates().items()},
             last_recluster=None if last is None else _recluster(last),
             failures=[{"path": p, "reason": r} for p, r in store.failures(FAILURES_SHOWN)],
+            duplicates={"groups": groups, "photos": grouped},
         )
         report.update(_marks(store))
     finally:
@@ -96,6 +99,7 @@ def render(report: dict[str, Any]) -> str:
         f"for a cluster, {report['failed']} failed",
         f"copies: {copies['photos']} photos have extra copies ({copies['extra_files']} files),"
         " linked once",
+        _render_duplicates(report["duplicates"]),
     ]
     daemon = report["daemon"]
     if daemon is None:
@@ -107,7 +111,7 @@ def render(report: dict[str, Any]) -> str:
             f"{daemon.get('state', 'running')}, backlog {backlog}"
         )
         if daemon.get("error"):
-            lines.append(f"  problem: {_printable(str(daemon['error']))} (retrying)")
+            lines.append(f"  problem: {printable(str(daemon['error']))} (retrying)")
     lines += _render_recluster(report["last_recluster"])
     lines.append(f"clusters: {len(report['clusters'])}")
     dates, labels = report.get("dates", {}), report.get("labels", {})
@@ -116,7 +120,7 @@ def render(report: dict[str, Any]) -> str:
     lines += _render_pins(report)
     if report["failures"]:
         lines.append("failures:")
-        lines += [f"  {_printable(f['path'])}: {f['reason']}" for f in report["failures"]]
+        lines += [f"  {printable(f['path'])}: {f['reason']}" for f in report["failures"]]
         if report["failed"] > len(report["failures"]):
             lines.append(f"  ... and {report['failed'] - len(report['failures'])} more")
     return "\n".join(lines)
@@ -125,7 +129,7 @@ def render(report: dict[str, Any]) -> str:
 def _cluster(identity: str, labels: dict[str, str]) -> str:
     """"Beach (cluster-007)" for a cluster a user named, else its identity."""
     label = labels.get(identity)
-    return identity if label is None else f"{_printable(label)} ({identity})"
+    return identity if label is None else f"{printable(label)} ({identity})"
 
 
 def _render_pins(report: dict[str, Any]) -> list[str]:
@@ -133,11 +137,15 @@ def _render_pins(report: dict[str, Any]) -> list[str]:
     if not pinned and not refused:
         return []
     lines = [f"pinned: {pinned} photos; {refused} photos kept out of a cluster"]
-    lines += [f"  {_printable(pin['path'])} -> {_printable(pin['folder'])}"
+    lines += [f"  {printable(pin['path'])} -> {printable(pin['folder'])}"
               for pin in report.get("pins", [])]
     if pinned > len(report.get("pins", [])):
         lines.append(f"  ... and {pinned - len(report['pins'])} more")
     return lines
+def _render_duplicates(found: dict[str, int]) -> str:
+    groups = found["groups"]
+    return (f"near-duplicates: {groups} group{'' if groups == 1 else 's'} of "
+            f"{found['photos']} photos (in _duplicates/)")
 
 
 def _span(span: list[float] | None) -> str:
@@ -148,7 +156,7 @@ def _span(span: list[float] | None) -> str:
     return f" ({first})" if first == last else f" ({first} .. {last})"
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """One printable line for a path: a name may hold newlines, control characters and bytes
     that are not UTF-8 (surrogate escapes), which would break or forge lines, or the print."""
     if text.isprintable():

@@ -4,6 +4,7 @@ videos (`video`), when a photo was taken (`taken`), folders to leave alone (`exc
 from photocluster.photos.decode import (
     RGB,
     THUMB_EDGE,
+    ForModel,
     RGBImage,
     decode_for_model,
     decode_rgb,
@@ -35,6 +36,7 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "Excluder",
     "PhotoFile",
+    "ForModel",
     "RGBImage",
     "decode_for_model",
     "decode_rgb",

@@ -14,6 +14,7 @@ import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -88,19 +89,29 @@ def decode_rgb(data: bytes, size: int, max_pixels: int, fill: RGB) -> RGBImage:
     return fit_square(image, size, fill)  # (size, size, 3) uint8
 
 
+class ForModel(NamedTuple):
+    """What one decode for the model yields."""
+
+    square: RGBImage  # (size, size, 3) uint8: the model's input
+    thumbnail: RGBImage  # (h, w, 3) uint8, long side at most thumb_edge
+    dimensions: tuple[int, int]  # (width, height) of the original, upright, from its header
+
+
 def decode_for_model(
     data: bytes, size: int, max_pixels: int, fill: RGB, thumb_edge: int = THUMB_EDGE
-) -> tuple[RGBImage, RGBImage]:
-    """One decode, two pictures: the model's (size, size, 3) uint8 input, exactly as
-    `decode_rgb` makes it, and a thumbnail, (h, w, 3) uint8 with its long side at most
-    `thumb_edge`, aspect kept, upright.
+) -> ForModel:
+    """One decode, two pictures and a size: the model's (size, size, 3) uint8 input, exactly as
+    `decode_rgb` makes it, a thumbnail, (h, w, 3) uint8 with its long side at most
+    `thumb_edge`, aspect kept, upright, and the original's (width, height), upright.
 
     The decode scale is the model's (shorter side >= size), so the vectors do not depend on
     the thumbnails: a reduced JPEG or HEIC decode of a 4:3 photo gives a thumbnail of about
     300 px on its long side rather than 320. Raises BadPhotoError as `decode_rgb` does.
     """
-    image = _decode(data, max_pixels, _Need(short=size, long=1))  # (h, w, 3) uint8
-    return fit_square(image, size, fill), fit_long_side(image, thumb_edge)
+    header: list[tuple[int, int]] = []
+    image = _decode(data, max_pixels, _Need(short=size, long=1), header)  # (h, w, 3) uint8
+    return ForModel(fit_square(image, size, fill), fit_long_side(image, thumb_edge),
+                    _upright(header[0], image))
 
 
 def decode_thumbnail(data: bytes, max_pixels: int, edge: int = THUMB_EDGE) -> RGBImage:
@@ -163,15 +174,26 @@ def decode_upright(data: bytes, min_side: int, max_pixels: int) -> RGBImage:
     return _decode(data, max_pixels, _Need(short=min_side, long=min_side))
 
 
-def _decode(data: bytes, max_pixels: int, need: _Need) -> RGBImage:
-    """(h, w, 3) uint8 RGB, upright, at the smallest scale the format offers that keeps `need`."""
+def _decode(data: bytes, max_pixels: int, need: _Need,
+            header: list[tuple[int, int]] | None = None) -> RGBImage:
+    """(h, w, 3) uint8 RGB, upright, at the smallest scale the format offers that keeps `need`.
+    The (width, height) the header announces is appended to `header` when given."""
     if not data:
         raise BadPhotoError("empty file")
     with _open_image(data) as image:
         _check_pixels(image.size, max_pixels)
+        if header is not None:
+            header.append(image.size)
         if image.format in _JPEG_FORMATS:
             return _decode_jpeg(data, image, need)
         return _decode_with_pil(image, need)
+
+
+def _upright(dimensions: tuple[int, int], image: RGBImage) -> tuple[int, int]:
+    """The header's (width, height), swapped when the EXIF orientation turned the picture."""
+    width, height = dimensions
+    turned = (image.shape[0] > image.shape[1]) != (height > width) and width != height
+    return (height, width) if turned else (width, height)
 
 
 def _open_image(data: bytes) -> Image.Image:

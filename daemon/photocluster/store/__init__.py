@@ -2,6 +2,7 @@
 `schema`) and the FAISS index of the live vectors (a rebuildable cache; `index`)."""
 
 from photocluster.store.catalog import CATALOG, Store
+from photocluster.store.groups import Shown
 from photocluster.store.index import INDEX, STAMP
 from photocluster.store.marks import Marks, PinMoves
 from photocluster.store.rows import (
@@ -25,6 +26,7 @@ __all__ = [
     "NewFile",
     "PinMoves",
     "Relink",
+    "Shown",
     "Store",
     "StoredVector",
     "Written",

@@ -22,11 +22,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from photocluster import fsutil, locking
 from photocluster.errors import StateError
 from photocluster.records import ElbowCurve, ReclusterInfo, Taken
-from photocluster.store import marks, schema
+from photocluster.store import groups, marks, schema
 from photocluster.store.contents import Contents
 from photocluster.store.index import VectorIndex
 from photocluster.store.rows import (
@@ -43,6 +44,7 @@ from photocluster.store.rows import (
     encode,
     file_record,
     read_vectors,
+    search_catalog,
     stack,
     taken_of,
 )
@@ -537,6 +539,64 @@ class Store:
         if row is None:
             raise KeyError(path)
         return int(row[0]), row[1]
+
+    # ---- near-duplicates and similar photos (store/groups.py)
+
+    def search(self, vectors: Vectors, k: int) -> tuple[Vectors, Ids]:
+        """The `k` live contents most like each of the (m, dim) `vectors` (inner product):
+        scores (m, k) float32 and ids (m, k) int64, best first, -inf and -1 where there are
+        fewer. A writer searches its index; a reader the catalog's vectors, chunk by chunk."""
+        if self._writer:
+            return self._index.search(vectors, k)
+        return search_catalog(self._conn, vectors, k, self._dim)
+
+    def shown(self, ids: Iterable[int]) -> dict[int, groups.Shown]:
+        """content id -> its canonical copy, taken time, size and group, for the live ones."""
+        return groups.shown(self._conn, ids)
+
+    def shown_clustered(self) -> Iterator[groups.Shown]:
+        """Every live content that has a cluster, in cluster then id order."""
+        return groups.clustered(self._conn)
+
+    def duplicate_groups(self, keys: Iterable[int] | None = None) -> dict[int, list[groups.Shown]]:
+        """key -> live members of each near-duplicate group of two or more (or of `keys`)."""
+        return groups.live_groups(self._conn, keys)
+
+    def duplicate_keys(self, ids: Iterable[int]) -> dict[int, int]:
+        """content id -> its group's key, for those of `ids` (live or gone) in one."""
+        return groups.groups_of(self._conn, ids)
+
+    def duplicate_counts(self) -> tuple[int, int]:
+        """(groups of two or more live photos, photos in them), for `status`."""
+        return groups.counts(self._conn)
+
+    def capture_times(self, ids: Ids) -> npt.NDArray[np.float64]:
+        """(n,) EXIF or sidecar capture times of those contents; NaN where there is none."""
+        return groups.capture_times(self._conn, ids)
+
+    def content_of(self, content_hash: str) -> int | None:
+        """The live content with that hash and a vector, if there is one."""
+        row = self._conn.execute("SELECT id FROM contents WHERE hash = ? AND fingerprint IS NOT"
+                                 " NULL AND gone_at IS NULL", (content_hash,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def has_model(self, fingerprint: str) -> bool:
+        """Some live content has a vector of that model."""
+        return self._conn.execute("SELECT 1 FROM contents WHERE fingerprint = ? AND gone_at"
+                                  " IS NULL LIMIT 1", (fingerprint,)).fetchone() is not None
+
+    def regroup(self, assign: Mapping[int, int | None], renames: Mapping[int, int]) -> None:
+        """Live joins, one transaction: every member of group `old` moves to `renames[old]`,
+        then each content of `assign` goes to its group key (None: none)."""
+        if assign or renames:
+            with self._transaction() as conn:
+                groups.regroup(conn, assign, renames)
+
+    def commit_duplicates(self, rows: Iterable[tuple[int, int, int]]) -> None:
+        """A full pass, one transaction: (content, version, key) of every grouped content;
+        a content whose version moved since, and every content not named, leaves its group."""
+        with self._transaction() as conn:
+            groups.replace_all(conn, rows)
 
     # ---- the index
 

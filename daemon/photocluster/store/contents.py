@@ -52,6 +52,7 @@ class Contents:
         if stored_model != fingerprint:  # embedded by another model (or never): re-embed
             if item.vector is None:
                 return None
+            self._fill_dimensions(content, item.dimensions)
             self._set_vector(content, item.vector, fingerprint, stored_model is not None)
             fresh[content] = item.vector
         elif gone_at is not None:  # its last copy went a while ago; it is back
@@ -176,13 +177,13 @@ class Contents:
     def _create(self, item: NewFile, fingerprint: str, fresh: dict[int, Vectors]) -> int:
         assert item.vector is not None
         stored = blob(item.vector, self._dim)
-        taken = item.taken
+        taken, (width, height) = item.taken, item.dimensions or (None, None)
         cursor = self._conn.execute(
             "INSERT INTO contents (hash, kind, fingerprint, added_at, taken_at, taken_offset,"
-            " taken_source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " taken_source, width, height) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (item.content_hash, item.kind, fingerprint, time.time(),
              None if taken is None else taken.at, None if taken is None else taken.offset_minutes,
-             None if taken is None else taken.source))
+             None if taken is None else taken.source, width, height))
         content = int(cursor.lastrowid or 0)
         self._conn.execute("INSERT INTO vectors (id, vector) VALUES (?, ?)", (content, stored))
         self._index.add(np.asarray([content], np.int64), stack([stored], self._dim))
@@ -209,6 +210,12 @@ class Contents:
             self._index.remove(ids)
         self._index.add(ids, stack([stored], self._dim))
         self.bump(schema.CONTENT_CHANGES)
+
+    def _fill_dimensions(self, content: int, dimensions: tuple[int, int] | None) -> None:
+        """A content stored before sizes were kept gets the size its new decode saw."""
+        if dimensions is not None:
+            self._conn.execute("UPDATE contents SET width = ?, height = ? WHERE id = ?"
+                               " AND width IS NULL", (*dimensions, content))
 
     def _better_taken(self, content: int, taken: Taken | None) -> None:
         """Keep the best-sourced taken time a copy offers (EXIF over a sidecar over an mtime):

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 from pathlib import Path
+from typing import cast
 
 import faiss
 import numpy as np
@@ -92,6 +93,31 @@ class VectorIndex:
         """(n, dim) float32 vectors of those ids, which must be in the index."""
         return np.asarray(self._index.reconstruct_batch(ids), dtype=np.float32)
 
+    def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
+        """The `k` held vectors with the largest inner product with each of the (m, dim)
+        `queries`: scores (m, k) float32 and ids (m, k) int64, best first; where fewer than k
+        are held, the rest are -inf and -1.
+
+        One BLAS product of the queries with the flat index's own storage (a view, no copy),
+        not FAISS's search: the installed faiss-cpu runs its generic build, whose search of a
+        few queries does not use BLAS. Measured at 100 000 vectors (2 loaded cores, median of
+        15): one query 36 ms this way against 116 ms through FAISS, 16 queries 233 against
+        632 ms."""
+        matrix = np.ascontiguousarray(queries, np.float32).reshape(-1, self._dim)  # (m, dim)
+        count = self.count
+        scores = np.full((len(matrix), k), -np.inf, np.float32)  # (m, k)
+        found = np.full((len(matrix), k), -1, np.int64)  # (m, k)
+        if count == 0:
+            return scores, found
+        flat = cast(faiss.IndexFlat, faiss.downcast_index(self._index.index))
+        stored = faiss.rev_swig_ptr(flat.get_xb(), count * self._dim).reshape(count, self._dim)
+        products = matrix @ stored.T  # (m, n)
+        best = _top_columns(products, min(k, count))  # (m, k')
+        ids = np.asarray(faiss.vector_to_array(self._index.id_map), np.int64)  # (n,)
+        scores[:, : best.shape[1]] = np.take_along_axis(products, best, axis=1)
+        found[:, : best.shape[1]] = ids[best]
+        return scores, found
+
     def save(self, stamp: str) -> None:
         """Write the index, then its stamp, each atomically; a no-op when the file on disk
         already holds this stamp. StateError when it cannot be written (a full disk): the
@@ -107,6 +133,17 @@ class VectorIndex:
             raise StateError(f"cannot save the vector index {self._path}: {exc}") from exc
         self._saved = stamp
         logger.debug("saved the vector index (%d vectors)", index.ntotal)
+
+
+def _top_columns(products: Vectors, k: int) -> Ids:
+    """(m, k) column indices of the k largest of each row of (m, n) `products`, largest
+    first."""
+    if k < products.shape[1]:
+        part = np.argpartition(-products, k - 1, axis=1)[:, :k]  # (m, k), unordered
+    else:
+        part = np.broadcast_to(np.arange(products.shape[1]), products.shape).copy()
+    order = np.argsort(-np.take_along_axis(products, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
 
 
 def _digest(path: Path) -> str:

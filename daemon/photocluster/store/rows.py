@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,7 @@ class NewFile:
     vector: Vectors | None = None  # (dim,) float32
     kind: str = "photo"  # "photo" | "video"
     taken: Taken | None = None
+    dimensions: tuple[int, int] | None = None  # (width, height) of the original, upright
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,55 @@ def read_vectors(conn: sqlite3.Connection, ids: Ids, dim: int) -> Vectors:
     """(n, dim) vectors of those contents from the catalog, in the order given."""
     query = "SELECT vector FROM vectors WHERE id = ?"
     return stack([conn.execute(query, (int(i),)).fetchone()[0] for i in ids], dim)
+
+
+def search_catalog(conn: sqlite3.Connection, queries: Vectors, k: int, dim: int,
+                   chunk: int = 8192) -> tuple[Vectors, Ids]:
+    """The `k` live vectors of the catalog with the largest inner product with each of the
+    (m, dim) `queries`: scores (m, k) float32 and ids (m, k) int64, best first, -inf and -1
+    where there are fewer. Memory stays at a chunk of `chunk` rows whatever the library's
+    size.
+
+    The `vectors` table is scanned alone, and the few vectors of gone contents are masked out
+    (one read transaction for both reads): a join with `contents` for every row doubled the
+    scan (100 000 vectors, 2 loaded cores: 1.3 s of fetching against 0.5-0.6 s)."""
+    matrix = np.ascontiguousarray(queries, np.float32).reshape(-1, dim)  # (m, dim)
+    scores = np.full((len(matrix), k), -np.inf, np.float32)  # (m, k)
+    found = np.full((len(matrix), k), -1, np.int64)  # (m, k)
+    with _read_transaction(conn):
+        gone = np.fromiter((row[0] for row in conn.execute(
+            "SELECT id FROM contents WHERE gone_at IS NOT NULL")), np.int64)
+        cursor = conn.execute("SELECT id, vector FROM vectors")
+        while rows := cursor.fetchmany(chunk):
+            ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))  # (c,)
+            block = np.frombuffer(b"".join([row[1] for row in rows]), "<f4").reshape(-1, dim)
+            products = matrix @ block.T  # (m, c)
+            products[:, np.isin(ids, gone)] = -np.inf
+            scores, found = _top(np.hstack([scores, products]),
+                                 np.hstack([found, np.broadcast_to(ids, products.shape)]), k)
+    return scores, found
+
+
+@contextlib.contextmanager
+def _read_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """Reads inside see one state of the catalog (a WAL snapshot), unless one is open."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def _top(scores: Vectors, ids: Ids, k: int) -> tuple[Vectors, Ids]:
+    """The k best of each row of (m, c) scores and ids, best first."""
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (m, k), unordered
+        scores, ids = np.take_along_axis(scores, part, 1), np.take_along_axis(ids, part, 1)
+    best = np.argsort(-scores, axis=1, kind="stable")
+    return np.take_along_axis(scores, best, 1), np.take_along_axis(ids, best, 1)
 
 
 def taken_of(at: float | None, offset: int | None, source: str | None) -> Taken | None:

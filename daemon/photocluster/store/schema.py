@@ -43,7 +43,9 @@ CREATE TABLE contents (id INTEGER PRIMARY KEY AUTOINCREMENT,
     canonical INTEGER, -- files.id of the copy its link points at; NULL while it has no file
     taken_at REAL, taken_offset INTEGER, -- UTC epoch seconds; minutes east of UTC, if known
     taken_source TEXT, -- 'exif' | 'sidecar' | 'mtime'
-    width INTEGER, height INTEGER,
+    width INTEGER, height INTEGER, -- of the original, upright, where its header said
+    dup_group INTEGER, -- its near-duplicate group: the key (smallest id) the group had when
+                       -- it was formed; a group is its live members (duplicates.py)
     pinned TEXT, -- a cluster the user put it in (its identity name)
     gone_at REAL, -- when its last file went; its vector is kept a while for a re-download
     added_at REAL NOT NULL);
@@ -59,6 +61,7 @@ CREATE INDEX files_content ON files (content);
 CREATE INDEX files_still ON files (still) WHERE still IS NOT NULL;
 CREATE INDEX contents_live ON contents (fingerprint, cluster, in_recluster)
     WHERE gone_at IS NULL;
+CREATE INDEX contents_dup ON contents (dup_group) WHERE dup_group IS NOT NULL;
 CREATE INDEX contents_gone ON contents (gone_at) WHERE gone_at IS NOT NULL;
 CREATE INDEX contents_unseen ON contents (fingerprint) -- photos_since_recluster: O(unseen)
     WHERE in_recluster = 0 AND gone_at IS NULL;

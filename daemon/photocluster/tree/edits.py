@@ -25,7 +25,7 @@ from photocluster.tree.plan import OVERVIEW
 UNSORTED = "_unsorted"  # things users dropped into the tree, carried from generation to generation
 # Top-level names the daemon writes itself; never read as a user's edit. Any other name
 # starting with "_" or "." is looked at only as a folder a user may have renamed a cluster to.
-OWN = frozenset({OVERVIEW, UNSORTED, "_duplicates"})
+OWN = frozenset({OVERVIEW, UNSORTED, "_duplicates", "_similar"})
 
 Stamp = tuple[int, int]  # (inode, mtime_ns) of an entry
 

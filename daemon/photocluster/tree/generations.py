@@ -44,6 +44,7 @@ from photocluster.tree.plan import (
     check_photo,
     check_plan,
 )
+from photocluster.tree.ranked import DUPLICATES, SIMILAR
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +191,12 @@ class ClusterTree:
         """The name a link to `photo` prefers in this tree (`names.link_name`)."""
         return link_name(photo, taken, self.dated_names)
 
+    def link_target(self, generation: Path, photo: str, depth: int = 1) -> str:
+        """The relative target of a link to `photo` from a folder `depth` levels below
+        `generation` (a cluster folder is 1, `_duplicates/<group>` is 2)."""
+        check_photo(photo)
+        return "../" * (depth - 1) + self._prefix(generation) + photo
+
     def add_link(self, cluster: str, photo: str, taken: Taken | None = None) -> str:
         """Link `photo` into `cluster` of the live generation (made if there is none) under its
         preferred name (`link_name`) or a tagged variant; return the link name. Any link to the
@@ -243,7 +250,8 @@ class ClusterTree:
         if generation is None:
             return
         self._collect(keep=None)
-        for folder in [generation / OVERVIEW, *(generation / c for c in _clusters(generation))]:
+        extras = [generation / name for name in (OVERVIEW, DUPLICATES, SIMILAR)]
+        for folder in [*extras, *(generation / c for c in _clusters(generation))]:
             with contextlib.suppress(FileNotFoundError):
                 for entry in os.scandir(folder):
                     if entry.name.startswith(TEMP_PREFIX):

@@ -51,7 +51,7 @@ def dated_name(taken: Taken, original_name: str) -> str:
     if not original_name or "/" in original_name:
         raise ValueError(f"not a file name: {original_name!r}")
     prefix = _stamp(taken) + " "
-    return prefix + _fit_name(original_name, NAME_MAX - len(prefix.encode()))
+    return prefix + fit_name(original_name, NAME_MAX - len(prefix.encode()))
 
 
 def _stamp(taken: Taken) -> str:
@@ -63,7 +63,7 @@ def _stamp(taken: Taken) -> str:
         return _NO_STAMP
 
 
-def _fit_name(name: str, budget: int) -> str:
+def fit_name(name: str, budget: int) -> str:
     """`name` in at most `budget` bytes (as the file system sees them), extension kept."""
     raw = os.fsencode(name)
     if len(raw) <= budget:
