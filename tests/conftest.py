@@ -42,9 +42,13 @@ class FakeEmbedder:
         return features / np.linalg.norm(features, axis=1, keepdims=True)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist, every test of the real model runs in one worker: the session-scoped
-    scan of setA (minutes of CPU) is then made once, and two model runs never compete."""
+    scan of setA (minutes of CPU) is then made once, and two model runs never compete.
+
+    First among the hooks: xdist reads the group marks in a hook of its own, registered after
+    this file and so otherwise called before this one, when no test has its mark yet."""
     for item in items:
         if item.get_closest_marker("weights") is not None:
             item.add_marker(pytest.mark.xdist_group("model"))

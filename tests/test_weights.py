@@ -344,3 +344,11 @@ def test_with_nothing_configured_pips_own_default_index_is_read_without_importin
     assert len(sources) == 1 and not sources[0].flat
     assert sources[0].url.startswith("https://") and sources[0].url.endswith("/simple")
     assert had_pip or "pip" not in sys.modules  # pip's __init__ would swap the logger class
+
+
+@pytest.mark.weights
+def test_tests_of_the_model_share_one_xdist_worker(request: pytest.FixtureRequest) -> None:
+    """The suite's time depends on it: each worker would otherwise scan setA with VGG16."""
+    if request.config.getoption("dist", "no") != "loadgroup":
+        pytest.skip("not run under pytest-xdist --dist loadgroup")
+    assert request.node.nodeid.endswith("@model")
