@@ -83,7 +83,7 @@ def _slow_swap(seconds: float) -> None:
 
 def _slow_save(seconds: float) -> None:
     atomic_write = fsutil.atomic_write
-    index_files = (store.INDEX, store.STAMP)
+    index_files = (store.IDS, store.STAMP)  # what a save writes atomically
 
     def slow(path: Path, content: bytes | fsutil.Writer, mode: int = fsutil.PRIVATE_FILE,
              durable: bool = True) -> None:

@@ -2,11 +2,12 @@
 `schema`) and the FAISS index of the live vectors (a rebuildable cache; `index`)."""
 
 from photocluster.store.catalog import CATALOG, Store
-from photocluster.store.index import INDEX, STAMP
+from photocluster.store.index import IDS, INDEX, STAMP
 from photocluster.store.rows import FileRecord, Members, NewFile, Relink, StoredVector, Written
 
 __all__ = [
     "CATALOG",
+    "IDS",
     "INDEX",
     "STAMP",
     "FileRecord",

@@ -48,6 +48,7 @@ from photocluster.store.rows import (
 logger = logging.getLogger(__name__)
 
 CATALOG = "catalog.sqlite"
+_READ_CHUNK = 8192  # rows a bulk read of vectors holds at once: 16 MiB of 512-d float32
 _FILE = """SELECT f.id, f.path, f.size, f.mtime_ns, f.content, c.hash, c.fingerprint, c.cluster,
     f.error, c.canonical = f.id FROM files AS f LEFT JOIN contents AS c ON c.id = f.content"""
 
@@ -121,6 +122,8 @@ class Store:
     def _release(self) -> None:
         with contextlib.suppress(AttributeError):  # the open failed before connecting
             self._conn.close()
+        with contextlib.suppress(AttributeError):  # read-only: no index
+            self._index.close()
         self._lock.close()
 
     # ---- reads: files
@@ -164,9 +167,8 @@ class Store:
         return Members(ids, versions, clusters, self._content_changes())
 
     def vectors_of(self, ids: Ids) -> Vectors:
-        """(n, dim) float32 vectors of live contents, in the order given."""
-        if self._writer:
-            return self._index.reconstruct(ids)
+        """(n, dim) float32 vectors of live contents, in the order given, exactly as stored
+        (the catalog's, not the index's float16 copies)."""
         return read_vectors(self._conn, ids, self._dim)
 
     def vectors(self, fingerprint: str) -> tuple[Ids, Vectors]:
@@ -283,21 +285,21 @@ class Store:
         or when the disk is full or failing (the catalog keeps its last good state)."""
         if not self._writer:
             raise StateError("the store was opened read-only")
-        self._index.touched = False
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             _raise_if_environmental(exc)
             raise
+        self._index.begin()
         try:
             yield self._conn
             self._contents.bump(schema.CHANGES)
             self._conn.execute("COMMIT")
+            self._index.commit()
         except BaseException as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            if self._index.touched:
-                self._rebuild_index("a write failed")
+            self._index.rollback()
             if isinstance(exc, sqlite3.Error):
                 _raise_if_environmental(exc)
             raise
@@ -426,6 +428,17 @@ class Store:
         with self._transaction():
             self._set_meta(key, value)
 
+    def search(self, vectors: Vectors, k: int) -> tuple[Vectors, Ids]:
+        """The k live contents nearest each of the (m, dim) `vectors` by inner product (cosine
+        on unit vectors): scores (m, k) float32 and content ids (m, k) int64, best first, -1
+        where there are fewer (`VectorIndex.search`). A writer's; one pass over the index."""
+        return self._index.search(vectors, k)
+
+    def range_search(self, vector: Vectors, radius: float) -> tuple[Ids, Vectors]:
+        """Live contents whose inner product with the (dim,) `vector` exceeds `radius`: ids
+        (r,) and scores (r,), best first (`VectorIndex.range_search`). A writer's."""
+        return self._index.range_search(vector, radius)
+
     def index_ids(self) -> Ids:
         """The content ids the vector index holds (a writer's; for consistency checks)."""
         return self._index.ids()
@@ -455,10 +468,17 @@ class Store:
     # ---- the index
 
     def _rebuild_index(self, reason: str) -> None:
-        ids = np.fromiter((row[0] for row in self._conn.execute(
-            "SELECT v.id FROM vectors AS v JOIN contents AS c ON c.id = v.id"
-            " WHERE c.gone_at IS NULL ORDER BY v.id")), np.int64)
-        self._index.rebuild(ids, read_vectors(self._conn, ids, self._dim), reason)
+        self._index.rebuild(self._live_vector_chunks(), reason)
+
+    def _live_vector_chunks(self) -> Iterator[tuple[Ids, Vectors]]:
+        """Ids (c,) and vectors (c, dim) of the live contents, id order, `_READ_CHUNK` rows at
+        a time: a rebuild at 1M never holds more than one chunk."""
+        cursor = self._conn.execute(
+            "SELECT v.id, v.vector FROM vectors AS v JOIN contents AS c ON c.id = v.id"
+            " WHERE c.gone_at IS NULL ORDER BY v.id")
+        while rows := cursor.fetchmany(_READ_CHUNK):
+            yield (np.fromiter((row[0] for row in rows), np.int64, len(rows)),
+                   stack([row[1] for row in rows], self._dim))
 
     def _count_live_vectors(self) -> int:
         return int(self._conn.execute(
