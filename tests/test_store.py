@@ -86,8 +86,8 @@ def commit(store: Store, assignment: dict[int, str], centroids: dict[str, np.nda
     """A recluster commit of the catalog as it is now."""
     members = store.members(FP)
     versions = dict(zip(members.ids.tolist(), members.versions.tolist(), strict=True))
-    store.commit_recluster(assignment, versions, centroids, info(k=len(centroids)),
-                           members.changes)
+    store.commit_recluster([(c, versions[c], name) for c, name in assignment.items()],
+                           centroids, info(k=len(centroids)), members.changes)
 
 
 # ---- files and contents
@@ -304,7 +304,7 @@ def test_commit_recluster_unclusters_contents_added_or_changed_while_it_computed
     versions = dict(zip(members.ids.tolist(), members.versions.tolist(), strict=True))
     [late] = put(store, new("late.jpg", vectors[3]))  # arrives meanwhile
     store.put_files([new("1.jpg", vectors[3], "hash-1.jpg")], "other-model")  # re-embedded
-    store.commit_recluster({i: "cluster-001" for i in ids}, versions,
+    store.commit_recluster([(i, versions[i], "cluster-001") for i in ids],
                            {"cluster-001": vectors[0]}, info(k=1), members.changes)
     assert store.file("0.jpg").cluster == "cluster-001"  # type: ignore[union-attr]
     assert store.file("1.jpg").cluster is None  # type: ignore[union-attr]

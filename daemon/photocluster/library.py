@@ -328,6 +328,7 @@ def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[
         logger.info("recluster skipped: nothing changed since the last one")
         return None
     if len(snap.ids) == 0:
+        snap.close()
         logger.info("recluster skipped: no photos with vectors yet")
         return None
     result = recluster.compute(snap)

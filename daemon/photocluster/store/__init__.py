@@ -3,13 +3,22 @@
 
 from photocluster.store.catalog import CATALOG, Store
 from photocluster.store.index import IDS, INDEX, STAMP
-from photocluster.store.rows import FileRecord, Members, NewFile, Relink, StoredVector, Written
+from photocluster.store.rows import (
+    ClusterMap,
+    FileRecord,
+    Members,
+    NewFile,
+    Relink,
+    StoredVector,
+    Written,
+)
 
 __all__ = [
     "CATALOG",
     "IDS",
     "INDEX",
     "STAMP",
+    "ClusterMap",
     "FileRecord",
     "Members",
     "NewFile",

@@ -20,8 +20,10 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from photocluster import fsutil, locking
 from photocluster.errors import StateError
@@ -30,6 +32,7 @@ from photocluster.store import schema
 from photocluster.store.contents import Contents
 from photocluster.store.index import VectorIndex
 from photocluster.store.rows import (
+    ClusterMap,
     FileRecord,
     Ids,
     Members,
@@ -62,6 +65,7 @@ class Store:
         Raises LockedError, or StateError for an unusable state dir or catalog (unwritable,
         newer schema, other dim)."""
         self._dim, self._index = dim, VectorIndex(state_dir, dim)
+        self._state_dir = state_dir
         self._writer = True
         self._lock = contextlib.ExitStack()
         try:
@@ -92,6 +96,7 @@ class Store:
         Raises StateError when there is no readable catalog; its writes raise StateError."""
         store = cls.__new__(cls)
         store._writer, store._lock = False, contextlib.ExitStack()
+        store._state_dir = state_dir
         try:
             store._conn = schema.connect_reader(state_dir / CATALOG)
             store._dim = int(store.meta(schema.DIM) or 0)
@@ -157,14 +162,48 @@ class Store:
     # ---- reads: contents
 
     def members(self, fingerprint: str) -> Members:
-        """The live contents with a vector of that model (a recluster's input), id order."""
-        rows = self._conn.execute(
+        """The live contents with a vector of that model (a recluster's input), id order; read
+        in chunks into arrays (24 bytes a content)."""
+        cursor = self._conn.execute(
             "SELECT id, version, cluster FROM contents WHERE fingerprint = ? AND gone_at IS NULL"
-            " ORDER BY id", (fingerprint,)).fetchall()
-        ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
-        versions = np.fromiter((row[1] for row in rows), np.int64, len(rows))
-        clusters = {row[0]: row[2] for row in rows if row[2] is not None}
-        return Members(ids, versions, clusters, self._content_changes())
+            " ORDER BY id", (fingerprint,))
+        ids, versions, codes = [], [], []
+        code_of: dict[str | None, int] = {None: -1}  # cluster name -> its code
+        while rows := cursor.fetchmany(_READ_CHUNK):
+            ids.append(np.fromiter((row[0] for row in rows), np.int64, len(rows)))
+            versions.append(np.fromiter((row[1] for row in rows), np.int64, len(rows)))
+            codes.append(np.fromiter((code_of.setdefault(row[2], len(code_of) - 1)
+                                      for row in rows), np.int32, len(rows)))
+        every, names = _joined(ids, np.int64), [name for name in code_of if name is not None]
+        clusters = ClusterMap(every, _joined(codes, np.int32), names)
+        return Members(every, _joined(versions, np.int64), clusters, self._content_changes())
+
+    def vector_chunks(self, ids: Ids) -> Iterator[tuple[Ids, Vectors]]:
+        """Positions in `ids` (sorted, (n,) int64) and their (c, dim) vectors, `_READ_CHUNK`
+        rows at a time in id order, for the contents of `ids` that have a vector: one pass
+        over the vectors table, bounded memory."""
+        cursor = self._conn.execute("SELECT id, vector FROM vectors WHERE id BETWEEN ? AND ?"
+                                    " ORDER BY id", (int(ids[0]), int(ids[-1])) if len(ids)
+                                    else (1, 0))
+        while rows := cursor.fetchmany(_READ_CHUNK):
+            found = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+            positions = np.searchsorted(ids, found).clip(0, len(ids) - 1)
+            wanted = np.flatnonzero(ids[positions] == found)
+            if len(wanted):
+                yield positions[wanted], stack([rows[i][1] for i in wanted.tolist()], self._dim)
+
+    def read_view(self) -> Store:
+        """The catalog as committed now, read-only, on a connection of its own held in one
+        read transaction (WAL keeps showing it that state while the writer goes on): hand it to
+        another thread, which must `close` it. StateError when it cannot be opened."""
+        view = Store.open_readonly(self._state_dir)
+        try:
+            view._conn.execute("BEGIN")
+            view.meta(schema.CHANGES)  # the first read fixes the snapshot
+        except sqlite3.Error as exc:
+            view.close()
+            raise StateError(f"cannot read the catalog in {self._state_dir}: {exc}") from exc
+        return view
 
     def vectors_of(self, ids: Ids) -> Vectors:
         """(n, dim) float32 vectors of live contents, in the order given, exactly as stored
@@ -372,24 +411,29 @@ class Store:
             conn.executemany("UPDATE contents SET cluster = ? WHERE id = ? AND gone_at IS NULL",
                              [(name, int(content)) for content, name in assignment.items()])
 
-    def commit_recluster(self, assignment: Mapping[int, str], versions: Mapping[int, int],
+    def commit_recluster(self, assignment: Iterable[tuple[int, int, str]],
                          centroids: Mapping[str, Vectors], info: ReclusterInfo,
                          seen_changes: int) -> None:
         """One transaction: each content's cluster, where its version is still the one the
         recluster saw (others, and contents it did not see, become unclustered for the caller
         to place), the active clusters and their (dim,) centroids (all others retired), the
-        info row, and the change counter the result reflects. ValueError: a name without a
-        centroid."""
-        if missing := set(assignment.values()) - set(centroids):
-            raise ValueError(f"clusters without a centroid: {sorted(missing)}")
+        info row, and the change counter the result reflects. `assignment` yields (content id,
+        the version the recluster saw, cluster name), read once, as it goes. ValueError: a
+        name without a centroid (nothing is written)."""
+
+        def checked() -> Iterator[tuple[int, int, str]]:
+            for content, version, name in assignment:
+                if name not in centroids:
+                    raise ValueError(f"cluster without a centroid: {name!r}")
+                yield int(content), int(version), name
+
         rows = [(name, blob(centroid, self._dim), time.time())
                 for name, centroid in centroids.items()]
         with self._transaction() as conn:
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS result (id INTEGER PRIMARY KEY,"
                          " version INTEGER NOT NULL, name TEXT NOT NULL)")
             conn.execute("DELETE FROM result")
-            conn.executemany("INSERT INTO result VALUES (?, ?, ?)", [
-                (int(c), int(versions[c]), name) for c, name in assignment.items()])
+            conn.executemany("INSERT INTO result VALUES (?, ?, ?)", checked())
             # Write only the rows that change: a recluster with stable names changes few.
             conn.execute("""UPDATE contents SET cluster = r.name, in_recluster = 1 FROM result AS r
                 WHERE contents.id = r.id AND contents.version = r.version
@@ -498,6 +542,10 @@ class Store:
 
     def _stamp(self) -> str:
         return f"{self.meta(schema.CATALOG_ID)}:{self.meta(schema.CHANGES)}"
+
+
+def _joined(parts: list[npt.NDArray[Any]], dtype: type) -> npt.NDArray[Any]:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 # SQLite result codes the environment causes: full, I/O error, read-only, cannot open, busy.
