@@ -1,4 +1,5 @@
-"""Command line: `photocluster [-c CONFIG] run|scan|recluster|status|check-config|weights`.
+"""Command line: `photocluster [-c CONFIG] run|scan|recluster|status|confirm-deletions|
+check-config|weights`.
 
 The only place that configures logging and turns errors into exit codes, each failure one
 line on stderr:
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from photocluster import library, status, weights
+from photocluster import library, status, vanish, weights
 from photocluster.config import Config, load_config
 from photocluster.errors import ConfigError, LockedError, PhotoclusterError, SignalError
 from photocluster.locking import Holder, state_holder
@@ -70,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     recluster.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     state = commands.add_parser("status", help="what is sorted, failed and pending")
     state.add_argument("--json", action="store_true")
+    commands.add_parser(
+        "confirm-deletions",
+        help="delete the photos `status` says look deleted (a folder or mount that vanished)",
+    )
     commands.add_parser("check-config", help="validate the configuration")
     commands.add_parser("weights", help="fetch and verify the VGG16 weights")
     return parser
@@ -136,6 +141,21 @@ def _status(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _confirm_deletions(config: Config, args: argparse.Namespace) -> int:
+    held = status.collect(config.paths.state)["held_deletions"]
+    if not held:
+        print("no deletions are waiting for a confirmation")
+        return EXIT_OK
+    vanish.confirm(config.paths.state, [entry["folder"] for entry in held])
+    for entry in held:
+        where = repr(entry["folder"]) if entry["folder"] else "the photo folder"
+        print(f"confirmed: {entry['photos']} photos under {where} are deleted")
+    holder = state_holder(config.paths.state)
+    print("the running daemon applies this within seconds" if holder is not None
+          else "the next `photocluster run` or `scan` applies this")
+    return EXIT_OK
+
+
 def _check_config(config: Config, args: argparse.Namespace) -> int:
     print(f"{config.source}: ok")
     print(f"  photos:   {config.paths.photos}")
@@ -159,6 +179,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "scan": _scan,
     "recluster": _recluster,
     "status": _status,
+    "confirm-deletions": _confirm_deletions,
     "check-config": _check_config,
     "weights": _weights,
 }

@@ -41,6 +41,7 @@ class Work:
     to_read: list[str]
     missing: list[str]
     unchanged: int
+    scope: str | None = None  # the folder reconciled ("" the root); None: not a reconciliation
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def reconcile(photo_root: Path, store: Store, fingerprint: str, subtree: str = "
     to_read = [p for p, st in on_disk.items() if _needs_reading(known.get(p), st, fingerprint)]
     to_read.sort(key=copies.canonical_key)  # the first copy stored of a content is its best
     missing = sorted(set(known) - set(on_disk))
-    return Work(to_read=to_read, missing=missing, unchanged=len(on_disk) - len(to_read))
+    return Work(to_read=to_read, missing=missing, unchanged=len(on_disk) - len(to_read),
+                scope=subtree)
 
 
 def _needs_reading(record: FileRecord | None, stat: os.stat_result, fingerprint: str) -> bool:

@@ -11,9 +11,11 @@ speak only these verbs; neither reaches into the store or the tree.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photocluster import ingest, locking, photos, placement, recluster, weights
+from photocluster import ingest, locking, photos, placement, recluster, vanish, weights
 from photocluster.config import Config
 from photocluster.embedder import Embedder, Vgg16Embedder, configure_threads
 from photocluster.errors import StateError
@@ -30,6 +32,7 @@ from photocluster.store import Store, Written
 from photocluster.tree import ClusterTree
 from photocluster.tree.overview import THUMBNAIL_EDGE
 from photocluster.watch import Change
+from photocluster.watch.change import is_within
 
 logger = logging.getLogger(__name__)
 
@@ -145,12 +148,25 @@ def sync(
 
 
 def rescan(library: Library, subtree: str, stop: Stop | None = None) -> None:
-    """The daemon's periodic or event-driven reconciliation; a missing subtree is skipped."""
+    """The daemon's periodic or event-driven reconciliation; a missing subtree is skipped. A
+    rescan of everything also forgets vectors kept too long (`forget_old_vectors`)."""
     try:
         sync(library, subtree, show_bar=False, stop=stop)
     except FileNotFoundError as error:
         logger.warning("rescan of %r skipped: %s", subtree, error.strerror)
+    if not subtree:
+        forget_old_vectors(library)
     library.store.save_index()
+
+
+def forget_old_vectors(library: Library) -> int:
+    """Drop the vectors of contents deleted over `clustering.keep_vectors_days` ago (kept
+    until then so that a re-download of the same file costs no embedding); returns how many."""
+    days = library.config.clustering.keep_vectors_days
+    forgotten = library.store.forget_gone(time.time() - days * 86_400)
+    if forgotten:
+        logger.info("forgot the vectors of %d photos deleted over %g days ago", forgotten, days)
+    return forgotten
 
 
 def recover(library: Library, stop: Stop | None = None) -> None:
@@ -218,7 +234,8 @@ def apply_work(
         stop,
     )
     progress.close()
-    gone = _removed(library, work.missing)
+    missing = _deletable(library, work.missing, work.scope)
+    gone = _removed(library, missing)
     report.written.extend(gone)
     placement.follow(report.written, library.store, library.tree)
     report.moved = sum(1 for relink in gone.relinks if relink.new is not None)
@@ -227,7 +244,7 @@ def apply_work(
         report.embedded,
         report.reused,
         report.moved,
-        len(work.missing) - report.moved,
+        len(missing) - report.moved,
         report.failed,
         work.unchanged,
     )
@@ -238,36 +255,92 @@ def apply_changes(
     library: Library, changes: Sequence[Change], progress: ProgressFactory, stop: Stop
 ) -> None:
     """Apply the watcher's changes in its order (a delete then a move onto that name must not
-    swap); consecutive upserts form one batch for the model."""
-    upserts: list[str] = []
+    swap); consecutive upserts form one batch for the model, consecutive deletes one removal
+    (one transaction per REMOVE_CHUNK: a folder of 10 000 deleted costs two, not 10 000)."""
+    kind, paths = "", list[str]()  # the run of upserts or deletes in hand
     for change in changes:
         library.pulse()  # a burst of single deletes is one step too
-        if change.kind == "upsert":
-            upserts.append(change.path)
+        if change.kind in ("upsert", "delete"):
+            if change.kind != kind:
+                _apply_run(library, kind, paths, progress, stop)
+                kind, paths = change.kind, []
+            paths.append(change.path)
             continue
-        _ingest(library, upserts, progress, stop)
-        upserts = []
-        if change.kind == "delete":
-            remove(library, [change.path])
-        elif change.kind == "move" and change.dest is not None:
+        _apply_run(library, kind, paths, progress, stop)
+        kind, paths = "", list[str]()
+        if change.kind == "move" and change.dest is not None:
             if library.store.file(change.path) is None:  # never seen: just a new photo
-                upserts.append(change.dest)
+                kind, paths = "upsert", [change.dest]
             else:
                 move(library, change.path, change.dest)
         elif change.kind == "rescan":
             rescan(library, change.path, stop)
-    _ingest(library, upserts, progress, stop)
+    _apply_run(library, kind, paths, progress, stop)
 
 
-def _ingest(library: Library, paths: list[str], progress: ProgressFactory, stop: Stop) -> None:
-    if paths:
+def _apply_run(
+    library: Library, kind: str, paths: list[str], progress: ProgressFactory, stop: Stop
+) -> None:
+    """A run of consecutive upserts or deletes, as one batch."""
+    if kind == "upsert" and paths:
         apply_work(library, ingest.Work(paths, [], 0), progress(len(paths)), stop)
+    elif kind == "delete":
+        remove(library, paths)
 
 
 def remove(library: Library, paths: list[str]) -> None:
-    """Files deleted from the photo folder (unknown ones are ignored)."""
+    """Files deleted from the photo folder (unknown ones are ignored), but those a vanished
+    folder holds back (`vanish`)."""
     if paths:
-        placement.follow(_removed(library, paths), library.store, library.tree)
+        placement.follow(_removed(library, _deletable(library, paths, None)), library.store,
+                         library.tree)
+
+
+def _deletable(library: Library, paths: Sequence[str], scope: str | None) -> list[str]:
+    """Those of `paths` (gone from disk) to delete now; the rest are held and reported (see
+    `vanish`). `scope`: the folder a reconciliation looked at (its old holds are replaced),
+    None for paths the watcher reported."""
+    if not paths and scope is None:
+        return []
+    store, config = library.store, library.config
+    mounts = _remembered_mounts(library)
+    now, holds = vanish.split(paths, vanish.empty_mounts(config.paths.photos, mounts),
+                              store.count(), config.watch.max_vanish_share,
+                              vanish.confirmed(config.paths.state))
+    for hold in holds:
+        logger.warning("deletion paused: %s", vanish.describe(hold.folder, hold.photos))
+    before = json.loads(store.meta(vanish.HELD_KEY) or "{}")
+    after = vanish.updated_holds(before, scope, holds)
+    if after != before:
+        store.set_meta(vanish.HELD_KEY, json.dumps(after, sort_keys=True))
+    return now
+
+
+def _remembered_mounts(library: Library) -> set[str]:
+    """Mount points below the photo root now or ever (an unmounted one leaves mountinfo)."""
+    known = set(json.loads(library.store.meta(vanish.MOUNTS_KEY) or "[]"))
+    current = vanish.current_mounts(library.config.paths.photos)
+    if not current <= known:
+        library.store.set_meta(vanish.MOUNTS_KEY, json.dumps(sorted(known | current)))
+    return known | current
+
+
+def apply_confirmed(library: Library, stop: Stop | None = None) -> None:
+    """Carry out `photocluster confirm-deletions`: rescan the folders it names (their missing
+    photos are deleted now), forget them as mount points unless mounted, drop the file."""
+    folders = vanish.confirmed(library.config.paths.state)
+    if not folders:
+        return
+    logger.info("deletions confirmed under %s; rescanning", ", ".join(map(repr, folders)))
+    for folder in folders:
+        rescan(library, folder, stop)
+    current = vanish.current_mounts(library.config.paths.photos)
+    known = set(json.loads(library.store.meta(vanish.MOUNTS_KEY) or "[]"))
+    kept = {mount for mount in known if mount in current
+            or not any(is_within(mount, folder) for folder in folders)}
+    if kept != known:
+        library.store.set_meta(vanish.MOUNTS_KEY, json.dumps(sorted(kept)))
+    vanish.clear_confirmation(library.config.paths.state)
 
 
 def _removed(library: Library, paths: Sequence[str]) -> Written:
@@ -339,7 +412,10 @@ def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[
 
 
 def scan(library: Library, show_bar: bool | None = None) -> None:
-    """The one-shot batch: sync everything, recluster when needed, repair the tree."""
+    """The one-shot batch: sync everything (confirmed deletions included), forget old vectors,
+    recluster when needed, repair the tree."""
     sync(library, show_bar=show_bar)
+    vanish.clear_confirmation(library.config.paths.state)  # the sync applied it
+    forget_old_vectors(library)
     if recluster_now(library, force=False) is None:
         placement.repair_tree(library.store, library.tree, library.thumbnail)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from photocluster import fsutil
+from photocluster import fsutil, vanish
 from photocluster.locking import state_holder
 from photocluster.records import ReclusterInfo
 from photocluster.store import CATALOG, Store
@@ -20,7 +20,8 @@ from photocluster.store import CATALOG, Store
 DAEMON_STATUS = "daemon-status.json"
 FAILURES_SHOWN = 100  # the rest are counted: a library with 10 000 broken files stays readable
 _EMPTY = {"photos": 0, "files": 0, "copies": {"photos": 0, "extra_files": 0}, "failed": 0,
-          "unclustered": 0, "clusters": {}, "last_recluster": None, "failures": []}
+          "unclustered": 0, "clusters": {}, "last_recluster": None, "failures": [],
+          "held_deletions": []}
 
 
 def collect(state_dir: Path) -> dict[str, Any]:
@@ -41,10 +42,17 @@ def collect(state_dir: Path) -> dict[str, Any]:
             clusters=store.cluster_sizes(),
             last_recluster=None if last is None else _recluster(last),
             failures=[{"path": p, "reason": r} for p, r in store.failures(FAILURES_SHOWN)],
+            held_deletions=held_deletions(store),
         )
     finally:
         store.close()
     return report
+
+
+def held_deletions(store: Store) -> list[dict[str, Any]]:
+    """Deletions waiting for `photocluster confirm-deletions` (see `vanish`), folder order."""
+    held = json.loads(store.meta(vanish.HELD_KEY) or "{}")
+    return [{"folder": folder, "photos": photos} for folder, photos in sorted(held.items())]
 
 
 def _recluster(last: ReclusterInfo) -> dict[str, Any]:
@@ -96,6 +104,10 @@ def render(report: dict[str, Any]) -> str:
         )
         if daemon.get("error"):
             lines.append(f"  problem: {_printable(str(daemon['error']))} (retrying)")
+        if daemon.get("watch_problem"):
+            lines.append(f"  watching: {_printable(str(daemon['watch_problem']))}")
+    lines += [f"waiting: {_printable(vanish.describe(held['folder'], held['photos']))}"
+              for held in report["held_deletions"]]
     lines += _render_recluster(report["last_recluster"])
     lines.append(f"clusters: {len(report['clusters'])}")
     lines += [f"  {name}: {size}" for name, size in report["clusters"].items()]

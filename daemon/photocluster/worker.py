@@ -153,6 +153,7 @@ class Worker(threading.Thread):
         self._beat()
         try:
             self._drain_inbox(lib)
+            library.apply_confirmed(lib, self.stop.is_set)  # `photocluster confirm-deletions`
             changes = feed.get_batch(timeout=0.5)
             if not feed.root_present:
                 self._publish(lib, "paused: photo folder missing")

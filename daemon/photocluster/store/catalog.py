@@ -458,6 +458,9 @@ class Store:
     def forget_gone(self, before: float) -> int:
         """Delete the contents (and vectors) whose last copy went before `before`; returns how
         many. Their files are long gone; a re-download after this is embedded again."""
+        if self._conn.execute("SELECT 1 FROM contents WHERE gone_at IS NOT NULL AND gone_at < ?"
+                              " LIMIT 1", (before,)).fetchone() is None:
+            return 0  # no transaction: it would change the index's stamp for nothing
         with self._transaction() as conn:
             doomed = [row[0] for row in conn.execute(
                 "SELECT id FROM contents WHERE gone_at IS NOT NULL AND gone_at < ?", (before,))]
