@@ -182,12 +182,18 @@ def recover(library: Library, stop: Stop | None = None) -> None:
 def reconcile(library: Library, subtree: str = "") -> ingest.Work:
     """`ingest.reconcile` of the nearest real folder at or above `subtree`: a subtree that
     vanished (moved out) takes its photos along, one replaced by a symlink is not followed.
+    A subtree that no longer exists at all costs only its own catalog rows: a folder of 10 000
+    moved out of a library of a million is not a walk of the million.
 
     Raises FileNotFoundError when the photo root is missing, or empty while the catalog is
     not: an empty root is a bare mount point far more often than a deliberate wipe.
     """
     root = library.config.paths.photos
-    subtree = _real_folder(root, subtree)
+    wanted = "/".join(part for part in subtree.split("/") if part)
+    subtree = _real_folder(root, wanted)
+    if subtree != wanted and not os.path.lexists(root / wanted):
+        missing = [record.path for record in library.store.files(f"{wanted}/")]
+        return ingest.Work([], missing, 0, scope=wanted)
     if not subtree and _is_empty(root) and library.store.count():
         raise FileNotFoundError(errno.ENOENT, "the photo folder is empty (not mounted?)", root)
     return ingest.reconcile(root, library.store, library.fingerprint, subtree)
