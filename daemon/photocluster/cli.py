@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from photocluster import library, status, vanish, weights
+from photocluster import status, vanish, weights
 from photocluster.config import Config, load_config
 from photocluster.errors import ConfigError, LockedError, PhotoclusterError, SignalError
 from photocluster.locking import Holder, state_holder
@@ -92,12 +92,15 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
-    from photocluster.service import run_daemon  # heavy: only the daemon needs it
+    from photocluster import library  # heavy (scikit-learn, scipy): not for `status`
+    from photocluster.service import run_daemon
 
     return run_daemon(config, library.vgg16_embedder)
 
 
 def _scan(config: Config, args: argparse.Namespace) -> int:
+    from photocluster import library
+
     with library.open_library(config, "scan", library.vgg16_embedder) as lib:
         library.scan(lib)
     return EXIT_OK
@@ -109,6 +112,8 @@ def _recluster(config: Config, args: argparse.Namespace) -> int:
         _signal_recluster(holder, config.paths.state)
         print(f"asked the running daemon (pid {holder.pid}) to recluster")
         return EXIT_OK
+    from photocluster import library
+
     with library.open_library(config, "recluster", library.vgg16_embedder) as lib:
         changes = library.recluster_now(lib, force=True, dry_run=args.dry_run)
     if args.dry_run:
@@ -165,8 +170,10 @@ def _check_config(config: Config, args: argparse.Namespace) -> int:
 
 
 def _weights(config: Config, args: argparse.Namespace) -> int:
+    from photocluster.library import weights_dir
+
     settings = config.embedding
-    found = weights.resolve(settings.weights, settings.preprocessing, library.weights_dir(config))
+    found = weights.resolve(settings.weights, settings.preprocessing, weights_dir(config))
     print(
         f"{found.origin}\n  file: {found.path}\n  sha256: {found.sha256}\n"
         f"  preprocessing: {found.preprocessing}"
