@@ -72,7 +72,8 @@ def _daemon_rows(base: Path, count: int, label: str, figures: dict[str, float | 
                     f"ready_after_rebuild_{label}_s": round(got["rebuild_ready_s"], 2),
                     f"rebuild_peak_{label}_gb": round(got["rebuild_peak_gb"], 2),
                     f"reconciled_{label}_s": round(got["start_reconciled_s"], 2),
-                    f"recluster_{label}_s": round(got["recluster_total_s"], 1)})
+                    f"recluster_{label}_s": round(got["recluster_total_s"], 1),
+                    f"search_{label}_s": round(got["search_s"], 2)})
     return parts.daemon_table(got, setup, count, model, GOALS)
 
 
@@ -96,6 +97,7 @@ def _daemon_run(base: Path, config: Path, env: dict[str, str]) -> dict[str, floa
         got["rss_peak_gb"] = max(steps.rss_gb("VmHWM", daemon.process.pid), daemon.peak_gb())
         got["watchdog_max_gap_s"] = daemon.watchdog_max_gap()
         got["stop_s"] = daemon.stop()
+    got.update(steps.search_figures(base / "state"))
     return got
 
 

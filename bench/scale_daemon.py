@@ -232,3 +232,29 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str,
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def search_figures(state: Path) -> dict[str, float]:
+    """One search of the saved index (10 nearest of one photo, and all above 0.9), medians of
+    3, against the same search of an in-memory IndexFlatIP of the catalog's vectors (what the
+    index was before), built here from the catalog."""
+    import faiss
+
+    with Store(state) as store:
+        ids, query = store.index_ids()[:1], None
+        query = store.vectors_of(ids)  # (1, 512)
+        ours = [_timed(lambda: store.search(query, 10)) for _ in range(3)]
+        ranged = [_timed(lambda: store.range_search(query[0], 0.9)) for _ in range(3)]
+        flat = faiss.IndexFlatIP(512)
+        for _, vectors in store._live_vector_chunks():
+            flat.add(vectors)
+    theirs = [_timed(lambda: flat.search(query, 10)) for _ in range(3)]
+    return {"search_s": statistics.median(ours), "range_search_s": statistics.median(ranged),
+            "flat_search_s": statistics.median(theirs),
+            "index_file_gb": (state / "index.vectors").stat().st_size / 1e9}
+
+
+def _timed(action: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began

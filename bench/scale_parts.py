@@ -96,6 +96,10 @@ def daemon_table(got: dict[str, float], setup: dict[str, float], count: int, mod
          f"{got['watchdog_max_gap_s']:.0f} s", f"< {goals['watchdog_max_gap_s']:.0f} s",
          "pings every 60 s", ""],
         ["  stop (SIGTERM -> exit, index saved)", f"{got['stop_s']:.1f} s", "", "", ""],
+        [f"  a search of the index ({got['index_file_gb']:.2f} GB on disk): 10 nearest / all "
+         "above 0.9", f"{got['search_s']:.2f} s / {got['range_search_s']:.2f} s", "",
+         f"in-RAM IndexFlatIP {got['flat_search_s']:.2f} s",
+         f"{got['search_s'] / got['flat_search_s']:.1f}"],
     ]
     return rows + [[f"  set-up: {what}", f"{seconds:.0f} s", "", "", ""]
                    for what, seconds in setup.items()]

@@ -22,7 +22,7 @@ import numpy as np
 from photocluster import copies, photos
 from photocluster.embedder import Embedder
 from photocluster.errors import BadPhotoError
-from photocluster.store import FileRecord, NewFile, Store, Written
+from photocluster.store import NewFile, Store, Written
 
 logger = logging.getLogger(__name__)
 
@@ -74,23 +74,22 @@ class Limits:
 
 
 def reconcile(photo_root: Path, store: Store, fingerprint: str, subtree: str = "") -> Work:
-    """Compare the tree (or one subtree of it) with the catalog."""
+    """Compare the tree (or one subtree of it) with the catalog. The walk is compared as it
+    goes: only the catalog's side is held (~230 bytes a file; at 1M the two sides held whole
+    took 1.35 GB)."""
     top = photo_root / subtree if subtree else photo_root
     prefix = f"{subtree.rstrip('/')}/" if subtree else ""
-    on_disk = {prefix + rel: stat for rel, stat in photos.walk(top)}
-    known = {record.path: record for record in store.files(prefix)}
-    to_read = [p for p, st in on_disk.items() if _needs_reading(known.get(p), st, fingerprint)]
+    known = store.file_stamps(fingerprint, prefix)  # what is left of it at the end is missing
+    to_read, unchanged = [], 0
+    for rel, stat in photos.walk(top):
+        stamp = known.pop(prefix + rel, None)
+        # A failed file is retried only when it changes; a vector of another model is redone.
+        if stamp is None or stamp != (stat.st_size, stat.st_mtime_ns, True):
+            to_read.append(prefix + rel)
+        else:
+            unchanged += 1
     to_read.sort(key=copies.canonical_key)  # the first copy stored of a content is its best
-    missing = sorted(set(known) - set(on_disk))
-    return Work(to_read=to_read, missing=missing, unchanged=len(on_disk) - len(to_read),
-                scope=subtree)
-
-
-def _needs_reading(record: FileRecord | None, stat: os.stat_result, fingerprint: str) -> bool:
-    if record is None or record.size != stat.st_size or record.mtime_ns != stat.st_mtime_ns:
-        return True
-    # A failed file is retried only when it changes; a vector of another model is redone.
-    return record.error is None and record.fingerprint != fingerprint
+    return Work(to_read=to_read, missing=sorted(known), unchanged=unchanged, scope=subtree)
 
 
 def ingest(
