@@ -61,7 +61,10 @@ def test_search_with_fewer_vectors_than_k_pads_with_minus_one(tmp_path: Path) ->
     assert scores[0, 0] == pytest.approx(1.0, abs=1e-3)
 
 
-def test_range_search_returns_every_vector_above_the_radius_best_first(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first_k", [1, 16])
+def test_range_search_returns_every_vector_above_the_radius_best_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_k: int) -> None:
+    monkeypatch.setattr(index_module, "RANGE_K", first_k)  # 1: k grows within each chunk
     vectors = unit_vectors(30)
     index = filled(tmp_path, list(range(30)), vectors)
     index.remove(np.asarray([4], np.int64))
