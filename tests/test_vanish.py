@@ -68,7 +68,7 @@ def test_a_vanished_nested_mount_deletes_nothing_and_its_return_changes_nothing(
     config = load_config(_library(tmp_path, {"nas": 6, "local": 6}))
     root, embedder = tmp_path / "photos", FakeEmbedder()
     mounted = {"nas"}
-    monkeypatch.setattr(vanish, "current_mounts", lambda _: set(mounted))
+    monkeypatch.setattr(vanish, "mounts_below", lambda _: set(mounted))
     with library.open_library(config, "scan", lambda _: embedder) as lib:
         library.scan(lib, show_bar=False)
         before = linked(tmp_path / "clusters", root)

@@ -11,7 +11,6 @@ speak only these verbs; neither reaches into the store or the tree.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import stat
@@ -32,7 +31,6 @@ from photocluster.store import Store, Written
 from photocluster.tree import ClusterTree
 from photocluster.tree.overview import THUMBNAIL_EDGE
 from photocluster.watch import Change
-from photocluster.watch.change import is_within
 
 logger = logging.getLogger(__name__)
 
@@ -309,26 +307,14 @@ def _deletable(library: Library, paths: Sequence[str], scope: str | None) -> lis
     if not paths and scope is None:
         return []
     store, config = library.store, library.config
-    mounts = _remembered_mounts(library)
+    mounts = vanish.remembered_mounts(store, config.paths.photos)
     now, holds = vanish.split(paths, vanish.empty_mounts(config.paths.photos, mounts),
                               store.count(), config.watch.max_vanish_share,
                               vanish.confirmed(config.paths.state))
     for hold in holds:
         logger.warning("deletion paused: %s", vanish.describe(hold.folder, hold.photos))
-    before = json.loads(store.meta(vanish.HELD_KEY) or "{}")
-    after = vanish.updated_holds(before, scope, holds)
-    if after != before:
-        store.set_meta(vanish.HELD_KEY, json.dumps(after, sort_keys=True))
+    vanish.record_holds(store, scope, holds)
     return now
-
-
-def _remembered_mounts(library: Library) -> set[str]:
-    """Mount points below the photo root now or ever (an unmounted one leaves mountinfo)."""
-    known = set(json.loads(library.store.meta(vanish.MOUNTS_KEY) or "[]"))
-    current = vanish.current_mounts(library.config.paths.photos)
-    if not current <= known:
-        library.store.set_meta(vanish.MOUNTS_KEY, json.dumps(sorted(known | current)))
-    return known | current
 
 
 def apply_confirmed(library: Library, stop: Stop | None = None) -> None:
@@ -340,12 +326,7 @@ def apply_confirmed(library: Library, stop: Stop | None = None) -> None:
     logger.info("deletions confirmed under %s; rescanning", ", ".join(map(repr, folders)))
     for folder in folders:
         rescan(library, folder, stop)
-    current = vanish.current_mounts(library.config.paths.photos)
-    known = set(json.loads(library.store.meta(vanish.MOUNTS_KEY) or "[]"))
-    kept = {mount for mount in known if mount in current
-            or not any(is_within(mount, folder) for folder in folders)}
-    if kept != known:
-        library.store.set_meta(vanish.MOUNTS_KEY, json.dumps(sorted(kept)))
+    vanish.forget_mounts(library.store, library.config.paths.photos, folders)
     vanish.clear_confirmation(library.config.paths.state)
 
 

@@ -51,8 +51,8 @@ def collect(state_dir: Path) -> dict[str, Any]:
 
 def held_deletions(store: Store) -> list[dict[str, Any]]:
     """Deletions waiting for `photocluster confirm-deletions` (see `vanish`), folder order."""
-    held = json.loads(store.meta(vanish.HELD_KEY) or "{}")
-    return [{"folder": folder, "photos": photos} for folder, photos in sorted(held.items())]
+    return [{"folder": folder, "photos": photos}
+            for folder, photos in sorted(vanish.holds(store).items())]
 
 
 def _recluster(last: ReclusterInfo) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photocluster import fsutil
+from photocluster.store import Store
 from photocluster.watch.change import is_within
 from photocluster.watch.mounts import mounts_below
 
@@ -80,6 +81,40 @@ def describe(folder: str, photos: int) -> str:
             "confirm-deletions` or they come back when the folder does")
 
 
+def remembered_mounts(store: Store, root: Path) -> set[str]:
+    """Mount points below the photo root now or ever (an unmounted one leaves mountinfo, so
+    the catalog remembers them)."""
+    known = set(json.loads(store.meta(MOUNTS_KEY) or "[]"))
+    current = mounts_below(os.path.realpath(root))
+    if not current <= known:
+        store.set_meta(MOUNTS_KEY, json.dumps(sorted(known | current)))
+    return known | current
+
+
+def forget_mounts(store: Store, root: Path, folders: Collection[str]) -> None:
+    """Forget the remembered mount points at or below `folders` that are not mounted now."""
+    known = set(json.loads(store.meta(MOUNTS_KEY) or "[]"))
+    current = mounts_below(os.path.realpath(root))
+    kept = {mount for mount in known
+            if mount in current or not any(is_within(mount, folder) for folder in folders)}
+    if kept != known:
+        store.set_meta(MOUNTS_KEY, json.dumps(sorted(kept)))
+
+
+def holds(store: Store) -> dict[str, int]:
+    """folder -> photos whose deletion waits, as the last removals left them."""
+    held: dict[str, int] = json.loads(store.meta(HELD_KEY) or "{}")
+    return held
+
+
+def record_holds(store: Store, scope: str | None, found: list[Hold]) -> None:
+    """Remember what a removal held (see `updated_holds`), writing only a change."""
+    before = holds(store)
+    after = updated_holds(before, scope, found)
+    if after != before:
+        store.set_meta(HELD_KEY, json.dumps(after, sort_keys=True))
+
+
 def empty_mounts(root: Path, remembered: Collection[str]) -> set[str]:
     """Those of the mount points `remembered` that now list as empty, or are gone."""
     return {mount for mount in remembered if lists_empty(root / mount)}
@@ -92,11 +127,6 @@ def lists_empty(folder: Path) -> bool:
             return next(entries, None) is None
     except OSError:
         return True
-
-
-def current_mounts(root: Path) -> set[str]:
-    """Mount points below the photo root now, relative to it."""
-    return mounts_below(os.path.realpath(root))
 
 
 def confirmed(state_dir: Path) -> list[str]:
