@@ -76,7 +76,7 @@ class Limits:
 def reconcile(photo_root: Path, store: Store, fingerprint: str, subtree: str = "") -> Work:
     """Compare the tree (or one subtree of it) with the catalog. The walk is compared as it
     goes: only the catalog's side is held (~230 bytes a file; at 1M the two sides held whole
-    took 1.35 GB)."""
+    took 1.3 GB)."""
     top = photo_root / subtree if subtree else photo_root
     prefix = f"{subtree.rstrip('/')}/" if subtree else ""
     known = store.file_stamps(fingerprint, prefix)  # what is left of it at the end is missing
