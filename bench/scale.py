@@ -73,7 +73,8 @@ def _daemon_rows(base: Path, count: int, label: str, figures: dict[str, float | 
                     f"rebuild_peak_{label}_gb": round(got["rebuild_peak_gb"], 2),
                     f"reconciled_{label}_s": round(got["start_reconciled_s"], 2),
                     f"recluster_{label}_s": round(got["recluster_total_s"], 1),
-                    f"search_{label}_s": round(got["search_s"], 2)})
+                    f"search_{label}_s": round(got["search_s"], 2),
+                    f"backlog_{steps.BACKLOG}_at_{label}_s": round(got["backlog_s"], 1)})
     return parts.daemon_table(got, setup, count, model, GOALS)
 
 
@@ -91,6 +92,8 @@ def _daemon_run(base: Path, config: Path, env: dict[str, str]) -> dict[str, floa
         got.update(steps.status_figures(config, base / "state"))
         got.update(steps.place_figures(daemon, base / "photos", base / "clusters",
                                        steps.NEW_PHOTOS))
+        got.update(steps.backlog_figures(daemon, base / "photos", base / "clusters",
+                                         steps.BACKLOG))
         got.update(steps.removal_figures(base, "000", "moved"))
         got.update(steps.removal_figures(base, "001", "deleted"))
         got.update(steps.recluster_figures(daemon))

@@ -32,6 +32,7 @@ from tests.daemon_support import NotifyListener
 
 WATCHDOG_USEC = 120_000_000  # the units' WatchdogSec=120: a ping every 60 s while healthy
 NEW_PHOTOS = 20  # placed one at a time for the latency figure
+BACKLOG = 200  # dropped at once: ~1 min of VGG16 here
 
 
 @dataclass
@@ -180,6 +181,25 @@ def place_figures(daemon: Daemon, root: Path, clusters: Path, count: int) -> dic
         latencies.append(time.monotonic() - began)
     return {"place_p50_s": statistics.median(latencies),
             "place_p95_s": float(np.percentile(latencies, 95))}
+
+
+def backlog_figures(daemon: Daemon, root: Path, clusters: Path, count: int) -> dict[str, float]:
+    """`count` new photos dropped at once into a new folder (an album synced in): seconds
+    until the last is linked, and the peak RSS meanwhile (the model embeds batches of 16)."""
+    staging = root.parent / "incoming"
+    for index in range(count):
+        write_photo(staging / f"album_{index:04d}.jpg", (20 + index % 200, 120, 60), size=256,
+                    seed=1000 + index)
+    names = sorted(p.name for p in clusters.resolve().iterdir() if p.name.startswith("cluster"))
+    began = time.monotonic()
+    os.rename(staging, root / "incoming")
+    _wait(partial(_linked, clusters, names, f"album_{count - 1:04d}.jpg"), 1800.0,
+          "the backlog to be linked", interval=0.5)
+    _wait(lambda: all(_linked(clusters, names, f"album_{i:04d}.jpg") for i in range(count)),
+          600.0, "every photo of the backlog to be linked", interval=0.5)
+    ended = time.monotonic()
+    return {"backlog_s": ended - began, "backlog_count": float(count),
+            "backlog_peak_gb": max(gb for at, gb in daemon.rss if began <= at <= ended)}
 
 
 def removal_figures(base: Path, folder: str, how: str) -> dict[str, float]:

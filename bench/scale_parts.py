@@ -85,6 +85,9 @@ def daemon_table(got: dict[str, float], setup: dict[str, float], count: int, mod
         ["  a new photo: rename -> linked, p50 / p95 of 20",
          f"{got['place_p50_s']:.2f} s / {got['place_p95_s']:.2f} s", "", "settle_seconds 2 s",
          ""],
+        [f"  {got['backlog_count']:.0f} new photos at once: all linked / peak RSS meanwhile",
+         f"{got['backlog_s']:.0f} s / {got['backlog_peak_gb']:.2f} GB",
+         f"<= {goals['rss_peak_gb']} GB", "", ""],
         [f"  a top folder of {got['moved_10k_links']:.0f} photos moved out / another of "
          f"{got['deleted_10k_links']:.0f} deleted: until the catalog and the tree have none",
          f"{got['moved_10k_s']:.1f} s / {got['deleted_10k_s']:.1f} s",
