@@ -17,7 +17,6 @@ ever seen below the photo root (`MOUNTS_KEY`: an unmounted one is no longer in m
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -28,8 +27,6 @@ from photocluster import fsutil
 from photocluster.store import Store
 from photocluster.watch.change import is_within
 from photocluster.watch.mounts import mounts_below
-
-logger = logging.getLogger(__name__)
 
 HELD_KEY = "vanish.held"  # JSON {folder: photos} whose deletion waits ("" = the photo root)
 MOUNTS_KEY = "vanish.mounts"  # JSON [mount point below the photo root, ...] ever seen there
