@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: install run scan test lint bench bench-quick clean
+.PHONY: install run scan test lint bench bench-quick bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench quick
+
+# The daemon with a million photos (part of `make bench`): 30-60 minutes on 2 cores.
+bench-scale: install
+	$(BIN)/python -m bench scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -89,7 +89,7 @@ def _library(store: Store, photos: int) -> list[str]:
     names = [f"cluster-{j + 1:03d}" for j in range(CLUSTERS)]
     assignment = {int(c): names[int(c) % CLUSTERS] for c in ids}
     info = ReclusterInfo(0.0, photos, 0, ElbowCurve((CLUSTERS,), (0.0,), CLUSTERS, False))
-    store.commit_recluster(assignment, dict.fromkeys(assignment, 1),
+    store.commit_recluster(((c, 1, name) for c, name in assignment.items()),
                            {name: vectors[j] for j, name in enumerate(names)}, info, 0)
     return names
 

@@ -114,9 +114,9 @@ def fill(store: Store, vectors: Vectors, labels: npt.NDArray[np.int64]) -> float
     home = dict(zip(members.ids.tolist(), labels.tolist(), strict=True))  # ids follow rows
     info = ReclusterInfo(time.time(), len(vectors), 0,
                          ElbowCurve((CLUSTERS,), (1.0,), CLUSTERS, True))
-    store.commit_recluster({i: names[home[i]] for i in home},
-                           dict(zip(members.ids.tolist(), members.versions.tolist(),
-                                    strict=True)), centroids, info, members.changes)
+    store.commit_recluster(((i, v, names[home[i]]) for i, v in zip(
+        members.ids.tolist(), members.versions.tolist(), strict=True)), centroids, info,
+        members.changes)
     return time.perf_counter() - started
 
 

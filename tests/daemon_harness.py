@@ -27,6 +27,10 @@ PHOTOCLUSTER_TEST_STALL_SECONDS=seconds  how long the worker may go without prog
     watchdog pings stop (service.STALL_SECONDS).
 PHOTOCLUSTER_TEST_SLOW_CLUSTER=seconds  each cluster of a tree build, and each contact sheet,
     takes that much longer (logged "test hook: linking a cluster", "... drawing a sheet").
+PHOTOCLUSTER_TEST_WATCH_LIMIT=count  inotify refuses a watch with ENOSPC once this process
+    holds that many, as the kernel does at fs.inotify.max_user_watches.
+PHOTOCLUSTER_TEST_REAL_MODEL=1  the real VGG16 (weights as configured) instead of the fake
+    embedder: what the daemon's memory is with the model loaded.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def _slow_swap(seconds: float) -> None:
 
 def _slow_save(seconds: float) -> None:
     atomic_write = fsutil.atomic_write
-    index_files = (store.INDEX, store.STAMP)
+    index_files = (store.IDS, store.STAMP)  # what a save writes atomically
 
     def slow(path: Path, content: bytes | fsutil.Writer, mode: int = fsutil.PRIVATE_FILE,
              durable: bool = True) -> None:
@@ -214,6 +218,24 @@ def _slow_clusters(seconds: float) -> None:
     overview._contact_sheet = slow_sheet  # type: ignore[assignment]
 
 
+def watch_limit(count: int) -> None:
+    """inotify_add_watch fails with ENOSPC once `count` watches were added (tests too)."""
+    import ctypes
+
+    from watchdog.observers import inotify_c
+
+    add_watch, added = inotify_c.inotify_add_watch, set()
+
+    def limited(fd: int, path: bytes, mask: int) -> int:
+        if (fd, path) not in added and len(added) >= count:
+            ctypes.set_errno(errno.ENOSPC)
+            return -1
+        added.add((fd, path))
+        return int(add_watch(fd, path, mask))
+
+    inotify_c.inotify_add_watch = limited  # type: ignore[assignment]
+
+
 def main() -> int:
     setup_logging(verbose=False)  # as `photocluster run` logs
     config = load_config(Path(sys.argv[1]))
@@ -238,6 +260,12 @@ def main() -> int:
         service.STALL_SECONDS = float(hooks("PHOTOCLUSTER_TEST_STALL_SECONDS", "0"))
     if hooks("PHOTOCLUSTER_TEST_SLOW_CLUSTER"):
         _slow_clusters(float(hooks("PHOTOCLUSTER_TEST_SLOW_CLUSTER", "0")))
+    if hooks("PHOTOCLUSTER_TEST_WATCH_LIMIT"):
+        watch_limit(int(hooks("PHOTOCLUSTER_TEST_WATCH_LIMIT", "0")))
+    if hooks("PHOTOCLUSTER_TEST_REAL_MODEL"):
+        from photocluster.library import vgg16_embedder
+
+        return service.run_daemon(config, vgg16_embedder)
     seconds = float(hooks("PHOTOCLUSTER_TEST_EMBED_SECONDS", "0"))
     hang_flag = hooks("PHOTOCLUSTER_TEST_HANG_EMBED")
     hang = Path(hang_flag) if hang_flag else None

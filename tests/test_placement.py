@@ -177,3 +177,24 @@ def test_a_photo_edited_while_a_recluster_computes_is_placed_afresh_and_keeps_it
     tree = linked(tmp_path / "clusters", root)
     assert tree["blue/blue_0.jpg"] == tree["red/red_0.jpg"]  # by its new content, not the old
     assert_consistent(tmp_path)
+
+
+def _rows_removing_a_moved_out_folder(base: Path, per_colour: int) -> int:
+    config = load_config(_library(base, per_colour))
+    with library.open_library(config, "scan", lambda _: FakeEmbedder()) as lib:
+        library.scan(lib, show_bar=False)
+        shutil.move(base / "photos" / "red", base / "moved-out")
+        with counting(lib.store._conn) as reads:
+            library.apply_changes(lib, [Change("rescan", "red")], _progress, lambda: False)
+    assert not any(path.startswith("red/") for path in linked(base / "clusters", base / "photos"))
+    assert_consistent(base)
+    return reads.rows
+
+
+def test_a_folder_moved_out_costs_its_own_rows_not_the_librarys(tmp_path: Path) -> None:
+    small = _rows_removing_a_moved_out_folder(tmp_path / "small", per_colour=20)
+    larger = tmp_path / "larger"  # the same red folder, 100 more photos elsewhere
+    for index in range(100):
+        write_photo(larger / "photos" / "green" / f"extra_{index}.jpg", COLOURS["green"],
+                    size=32, seed=500 + index)
+    assert _rows_removing_a_moved_out_folder(larger, per_colour=20) == small

@@ -178,7 +178,7 @@ class Burst:
 
 HOOK_LINES = {
     "swap": ["test hook: tree built", "test hook: swapping", "test hook: swapped"],
-    "save": ["test hook: saving index.faiss", "test hook: saving index.stamp"],
+    "save": ["test hook: saving index.ids", "test hook: saving index.stamp"],
 }
 
 
@@ -356,7 +356,7 @@ def test_a_full_disk_keeps_the_daemon_running_shows_the_error_and_recovers(
 ) -> None:
     populate(library_base)
     config, flag = library_base / "config.toml", library_base / "disk-full"
-    index = library_base / "state" / "index.faiss"
+    index = library_base / "state" / "index.stamp"  # rewritten by every save that succeeds
     env = {"PHOTOCLUSTER_TEST_DISK_FULL": str(flag), "PHOTOCLUSTER_TEST_RETRY_SECONDS": "1"}
     daemon = DaemonProcess(config, env)
     try:
@@ -404,7 +404,7 @@ def test_an_index_save_on_a_full_disk_keeps_the_saved_files_and_the_next_open_re
     caplog.set_level(logging.INFO, "photocluster.store")
     with Store(tmp_path) as store:
         store.put_files([NewFile("a.jpg", 1, 1, "a", _vector(1))], "f")
-    saved = {name: (tmp_path / name).read_bytes() for name in ("index.faiss", "index.stamp")}
+    saved = {name: (tmp_path / name).read_bytes() for name in ("index.ids", "index.stamp")}
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -135,11 +135,10 @@ def test_a_pin_to_a_dissolved_cluster_follows_its_heir_and_a_refused_cluster_los
         ids = [store.file(f"p{i}.jpg").content for i in range(4)]  # type: ignore[union-attr]
         info = ReclusterInfo(0.0, 4, 0, ElbowCurve((2,), (0.0,), 2, False))
         centres = {"A": vectors[0], "B": vectors[1], "C": vectors[2]}
-        store.commit_recluster({ids[0]: "A", ids[1]: "B", ids[2]: "C", ids[3]: "C"},
-                               dict.fromkeys(ids, 1), centres, info, 0)
+        store.commit_recluster(zip(ids, [1] * 4, ["A", "B", "C", "C"], strict=True),
+                               centres, info, 0)
         store.correct(Marks(pins={ids[0]: "A", ids[1]: "B"}, rejections={ids[3]: "C"}))
-        moves = store.commit_recluster({ids[0]: "C", ids[1]: "C", ids[2]: "C", ids[3]: "C"},
-                                       dict.fromkeys(ids, 1), {"C": vectors[2]}, info, 0,
+        moves = store.commit_recluster(((i, 1, "C") for i in ids), {"C": vectors[2]}, info, 0,
                                        heirs={"A": "C"})
         assert moves.moved == {ids[0]: ("A", "C")} and moves.dropped == {ids[1]: "B"}
         assert store.pins() == {ids[0]: "C"}

@@ -364,7 +364,7 @@ def test_polling_mode_sees_new_photos(tmp_path: Path) -> None:
 def test_inotify_that_cannot_start_falls_back_to_polling(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_watches(*args: object) -> None:
+    def no_watches(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
     monkeypatch.setattr(feed_module, "InotifyObserver", no_watches)

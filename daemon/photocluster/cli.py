@@ -1,4 +1,5 @@
-"""Command line: `photocluster [-c CONFIG] run|scan|recluster|status|similar|name|pin|...`.
+"""Command line: `photocluster [-c CONFIG] run|scan|recluster|status|similar|name|pin|unpin|
+confirm-deletions|check-config|weights`.
 
 The only place that configures logging and turns errors into exit codes, each failure one
 line on stderr:
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from photocluster import library, mailbox, marking, similar, status, weights
+from photocluster import mailbox, marking, status, vanish, weights
 from photocluster.config import Config, load_config
 from photocluster.errors import (
     ConfigError,
@@ -96,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     pinned.add_argument("cluster", help="its identity or its folder's name")
     unpinned = commands.add_parser("unpin", help="let regrouping place a pinned photo again")
     unpinned.add_argument("photo", help=photo)
+    commands.add_parser(
+        "confirm-deletions",
+        help="delete the photos `status` says look deleted (a folder or mount that vanished)",
+    )
     commands.add_parser("check-config", help="validate the configuration")
     commands.add_parser("weights", help="fetch and verify the VGG16 weights")
     return parser
@@ -145,12 +150,15 @@ def setup_logging(verbose: bool) -> None:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
-    from photocluster.service import run_daemon  # heavy: only the daemon needs it
+    from photocluster import library  # heavy (scikit-learn, scipy): not for `status`
+    from photocluster.service import run_daemon
 
     return run_daemon(config, library.vgg16_embedder)
 
 
 def _scan(config: Config, args: argparse.Namespace) -> int:
+    from photocluster import library
+
     with library.open_library(config, "scan", library.vgg16_embedder) as lib:
         library.scan(lib)
     return EXIT_OK
@@ -162,6 +170,8 @@ def _recluster(config: Config, args: argparse.Namespace) -> int:
         _signal_recluster(holder, config.paths.state)
         print(f"asked the running daemon (pid {holder.pid}) to recluster")
         return EXIT_OK
+    from photocluster import library  # heavy (scikit-learn, scipy): not for `status`
+
     # The vectors are in the catalog: no model to load, no weights to fetch (a dry run must
     # never touch the network).
     with library.open_library(config, "recluster", library.catalog_model) as lib:
@@ -211,6 +221,8 @@ def _correct(config: Config, verb: str, arguments: list[str]) -> int:
     if holder is not None and holder.role == "run":
         print(_ask_daemon(config.paths.state, holder, verb, arguments))
         return EXIT_OK
+    from photocluster import library
+
     with library.open_library(config, verb, library.catalog_model) as lib:
         library.mend(lib)
         print(_VERBS[verb](lib.reader, *arguments))
@@ -242,6 +254,8 @@ def _status(config: Config, args: argparse.Namespace) -> int:
 
 
 def _similar(config: Config, args: argparse.Namespace) -> int:
+    from photocluster import library, similar
+
     answer = similar.find(config, args.path, args.n, library.vgg16_embedder)
     root = config.paths.photos
     if args.json:
@@ -261,6 +275,21 @@ def _similar(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _confirm_deletions(config: Config, args: argparse.Namespace) -> int:
+    held = status.collect(config.paths.state)["held_deletions"]
+    if not held:
+        print("no deletions are waiting for a confirmation")
+        return EXIT_OK
+    vanish.confirm(config.paths.state, [entry["folder"] for entry in held])
+    for entry in held:
+        where = repr(entry["folder"]) if entry["folder"] else "the photo folder"
+        print(f"confirmed: {entry['photos']} photos under {where} are deleted")
+    holder = state_holder(config.paths.state)
+    print("the running daemon applies this within seconds" if holder is not None
+          else "the next `photocluster run` or `scan` applies this")
+    return EXIT_OK
+
+
 def _check_config(config: Config, args: argparse.Namespace) -> int:
     print(f"{config.source}: ok")
     print(f"  photos:   {config.paths.photos}")
@@ -270,8 +299,10 @@ def _check_config(config: Config, args: argparse.Namespace) -> int:
 
 
 def _weights(config: Config, args: argparse.Namespace) -> int:
+    from photocluster.library import weights_dir
+
     settings = config.embedding
-    found = weights.resolve(settings.weights, settings.preprocessing, library.weights_dir(config))
+    found = weights.resolve(settings.weights, settings.preprocessing, weights_dir(config))
     print(
         f"{found.origin}\n  file: {found.path}\n  sha256: {found.sha256}\n"
         f"  preprocessing: {found.preprocessing}"
@@ -292,6 +323,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "name": _name,
     "pin": _pin,
     "unpin": _unpin,
+    "confirm-deletions": _confirm_deletions,
     "check-config": _check_config,
     "weights": _weights,
 }

@@ -192,15 +192,29 @@ def match_names(
     Returns label -> name for every label in `labels`. Raises ValueError unless
     0 <= min_overlap <= 1.
     """
-    if not 0.0 <= min_overlap <= 1.0:
-        raise ValueError(f"min_overlap must be within [0, 1], got {min_overlap}")
-    new_labels = sorted({int(label) for label in labels.values()})
     shared = Counter(
         (previous[photo], int(label)) for photo, label in labels.items() if photo in previous
     )
-    names = _assign_old_names(shared, min_overlap)
-    unmatched = [label for label in new_labels if label not in names]
-    taken = set(used_names) | set(previous.values())
+    new_labels = {int(label) for label in labels.values()}
+    return name_labels(shared, new_labels, set(used_names) | set(previous.values()), min_overlap)
+
+
+def name_labels(
+    shared: Counter[tuple[str, int]],
+    new_labels: AbstractSet[int],
+    taken: AbstractSet[str],
+    min_overlap: float,
+) -> dict[int, str]:
+    """`match_names` on counts already made: `shared[(old name, new label)]` photos, the
+    labels to name, and every name taken (used before, or previous). The same rules; for
+    callers that count over arrays (a million photos do not fit in dicts cheaply).
+
+    Raises ValueError unless 0 <= min_overlap <= 1."""
+    if not 0.0 <= min_overlap <= 1.0:
+        raise ValueError(f"min_overlap must be within [0, 1], got {min_overlap}")
+    names = {label: name for label, name in _assign_old_names(shared, min_overlap).items()
+             if label in new_labels}
+    unmatched = sorted(label for label in new_labels if label not in names)
     names.update(zip(unmatched, new_names(len(unmatched), taken), strict=True))
     logger.debug("names: %d kept, %d new", len(new_labels) - len(unmatched), len(unmatched))
     return names

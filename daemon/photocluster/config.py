@@ -62,6 +62,7 @@ class ClusteringConfig:
     recluster_every_hours: float = 6.0
     regrow_ratio: float = 0.2  # recluster at once when the library grew this much since the last
     seed: int = 0
+    keep_vectors_days: float = 7.0  # a deleted photo's vector is kept this long for its return
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class WatchConfig:
     settle_seconds: float = 2.0
     rescan_every_minutes: float = 60.0
     poll_interval_seconds: float = 10.0
+    max_vanish_share: float = 0.25  # more of the library gone in one go waits for a confirmation
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,9 @@ BOUNDS: dict[str, Bounds] = {
     "duplicates.burst_seconds": Bounds(
         1, 31_536_000, "capture times are seconds; a year apart is no burst", off=0
     ),
+    "clustering.keep_vectors_days": Bounds(
+        0, 3650, "0 forgets a deleted photo's vector at the next rescan; 3650 days is 10 years"
+    ),
     "watch.settle_seconds": Bounds(
         0.2, 3600, "the watcher wakes every settle/4 s: below 0.2 it busy-polls; 1 h is late"
     ),
@@ -183,7 +188,10 @@ BOUNDS: dict[str, Bounds] = {
         1, 10080, "a full walk of the photo folder at most every minute; 10080 min is a week", off=0
     ),
     "watch.poll_interval_seconds": Bounds(
-        0.2, 3600, "polling lists the whole folder every interval: below 0.2 s it busy-polls"
+        0.2, 3600, "polling looks at every folder every interval: below 0.2 s it busy-polls"
+    ),
+    "watch.max_vanish_share": Bounds(
+        0.01, 1, "a share of the library's files; 1 never waits (an emptied mount still does)"
     ),
 }
 

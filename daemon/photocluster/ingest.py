@@ -23,7 +23,7 @@ from photocluster import copies, photos
 from photocluster.embedder import Embedder
 from photocluster.loading import Limits, Loaded, Loader
 from photocluster.photos import Excluder, video
-from photocluster.store import FileRecord, NewCompanion, NewFile, Store, Written
+from photocluster.store import NewCompanion, NewFile, Store, Written
 from photocluster.thumbs import Thumbnails
 
 __all__ = ["IngestReport", "Limits", "Work", "ingest", "reconcile"]
@@ -45,6 +45,7 @@ class Work:
     to_read: list[str]
     missing: list[str]
     unchanged: int
+    scope: str | None = None  # the folder reconciled ("" the root); None: not a reconciliation
 
 
 @dataclass
@@ -62,23 +63,23 @@ def reconcile(
     excluder: Excluder | None = None,
 ) -> Work:
     """Compare the tree (or one subtree of it) with the catalog: photos and videos, minus what
-    `excluder` leaves out (such folders are not even listed)."""
+    `excluder` leaves out (such folders are not even listed). The walk is compared as it
+    goes: only the catalog's side is held (~230 bytes a file; at 1M the two sides held whole
+    took 1.3 GB)."""
     top = photo_root / subtree if subtree else photo_root
     prefix = f"{subtree.rstrip('/')}/" if subtree else ""
     below = excluder.below(subtree.rstrip("/")) if excluder is not None and subtree else excluder
-    on_disk = {prefix + rel: stat for rel, stat in photos.walk(top, below, photos.is_media)}
-    known = {record.path: record for record in store.files(prefix)}
-    to_read = [p for p, st in on_disk.items() if _needs_reading(known.get(p), st, fingerprint)]
+    known = store.file_stamps(fingerprint, prefix)  # what is left of it at the end is missing
+    to_read, unchanged = [], 0
+    for rel, stat in photos.walk(top, below, photos.is_media):
+        stamp = known.pop(prefix + rel, None)
+        # A failed file is retried only when it changes; a vector of another model is redone.
+        if stamp is None or stamp != (stat.st_size, stat.st_mtime_ns, True):
+            to_read.append(prefix + rel)
+        else:
+            unchanged += 1
     to_read.sort(key=copies.canonical_key)  # the first copy stored of a content is its best
-    missing = sorted(set(known) - set(on_disk))
-    return Work(to_read=to_read, missing=missing, unchanged=len(on_disk) - len(to_read))
-
-
-def _needs_reading(record: FileRecord | None, stat: os.stat_result, fingerprint: str) -> bool:
-    if record is None or record.size != stat.st_size or record.mtime_ns != stat.st_mtime_ns:
-        return True
-    # A failed file is retried only when it changes; a vector of another model is redone.
-    return record.error is None and record.fingerprint != fingerprint
+    return Work(to_read=to_read, missing=sorted(known), unchanged=unchanged, scope=subtree)
 
 
 def ingest(

@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from photocluster import (
     photos,
     placement,
     recluster,
+    vanish,
     weights,
 )
 from photocluster.config import Config
@@ -271,12 +273,25 @@ def sync(
 
 
 def rescan(library: Library, subtree: str, stop: Stop | None = None) -> None:
-    """The daemon's periodic or event-driven reconciliation; a missing subtree is skipped."""
+    """The daemon's periodic or event-driven reconciliation; a missing subtree is skipped. A
+    rescan of everything also forgets vectors kept too long (`forget_old_vectors`)."""
     try:
         sync(library, subtree, show_bar=False, stop=stop)
     except FileNotFoundError as error:
         logger.warning("rescan of %r skipped: %s", subtree, error.strerror)
+    if not subtree:
+        forget_old_vectors(library)
     library.store.save_index()
+
+
+def forget_old_vectors(library: Library) -> int:
+    """Drop the vectors of contents deleted over `clustering.keep_vectors_days` ago (kept
+    until then so that a re-download of the same file costs no embedding); returns how many."""
+    days = library.config.clustering.keep_vectors_days
+    forgotten = library.store.forget_gone(time.time() - days * 86_400)
+    if forgotten:
+        logger.info("forgot the vectors of %d photos deleted over %g days ago", forgotten, days)
+    return forgotten
 
 
 def recover(library: Library, stop: Stop | None = None) -> None:
@@ -290,12 +305,18 @@ def recover(library: Library, stop: Stop | None = None) -> None:
 def reconcile(library: Library, subtree: str = "") -> ingest.Work:
     """`ingest.reconcile` of the nearest real folder at or above `subtree`: a subtree that
     vanished (moved out) takes its photos along, one replaced by a symlink is not followed.
+    A subtree that no longer exists at all costs only its own catalog rows: a folder of 10 000
+    moved out of a library of a million is not a walk of the million.
 
     Raises FileNotFoundError when the photo root is missing, or empty while the catalog is
     not: an empty root is a bare mount point far more often than a deliberate wipe.
     """
     root = library.config.paths.photos
-    subtree = _real_folder(root, subtree)
+    wanted = "/".join(part for part in subtree.split("/") if part)
+    subtree = _real_folder(root, wanted)
+    if subtree != wanted and not os.path.lexists(root / wanted):
+        missing = [record.path for record in library.store.files(f"{wanted}/")]
+        return ingest.Work([], missing, 0, scope=wanted)
     if not subtree and _is_empty(root) and library.store.count():
         raise FileNotFoundError(errno.ENOENT, "the photo folder is empty (not mounted?)", root)
     excluder = library.excluder
@@ -347,7 +368,8 @@ def apply_work(
         library.thumbnails,
     )
     progress.close()
-    gone = _removed(library, work.missing)
+    missing = _deletable(library, work.missing, work.scope)
+    gone = _removed(library, missing)
     report.written.extend(gone)
     _follow(library, report.written)
     report.moved = sum(1 for relink in gone.relinks if relink.new is not None)
@@ -356,7 +378,7 @@ def apply_work(
         report.embedded,
         report.reused,
         report.moved,
-        len(work.missing) - report.moved,
+        len(missing) - report.moved,
         report.failed,
         work.unchanged,
     )
@@ -367,38 +389,76 @@ def apply_changes(
     library: Library, changes: Sequence[Change], progress: ProgressFactory, stop: Stop
 ) -> None:
     """Apply the watcher's changes in its order (a delete then a move onto that name must not
-    swap); consecutive upserts form one batch for the model."""
-    upserts: list[str] = []
+    swap); consecutive upserts form one batch for the model, consecutive deletes one removal
+    (one transaction per REMOVE_CHUNK: a folder of 10 000 deleted costs two, not 10 000)."""
+    kind, paths = "", list[str]()  # the run of upserts or deletes in hand
     for change in changes:
         library.pulse()  # a burst of single deletes is one step too
-        if change.kind == "upsert":
-            upserts.append(change.path)
+        if change.kind in ("upsert", "delete"):
+            if change.kind != kind:
+                _apply_run(library, kind, paths, progress, stop)
+                kind, paths = change.kind, []
+            paths.append(change.path)
             continue
-        _ingest(library, upserts, progress, stop)
-        upserts = []
-        if change.kind == "delete":
-            remove(library, [change.path])
-        elif change.kind == "move" and change.dest is not None:
+        _apply_run(library, kind, paths, progress, stop)
+        kind, paths = "", list[str]()
+        if change.kind == "move" and change.dest is not None:
             record = library.store.file(change.path)
             if record is None or record.still is not None:  # never seen, or a companion video
                 remove(library, [change.path])  # (its still may not be beside it any more)
-                upserts.append(change.dest)
+                kind, paths = "upsert", [change.dest]
             else:
                 move(library, change.path, change.dest)
         elif change.kind == "rescan":
             rescan(library, change.path, stop)
-    _ingest(library, upserts, progress, stop)
+    _apply_run(library, kind, paths, progress, stop)
 
 
-def _ingest(library: Library, paths: list[str], progress: ProgressFactory, stop: Stop) -> None:
-    if paths:
+def _apply_run(
+    library: Library, kind: str, paths: list[str], progress: ProgressFactory, stop: Stop
+) -> None:
+    """A run of consecutive upserts or deletes, as one batch."""
+    if kind == "upsert" and paths:
         apply_work(library, ingest.Work(paths, [], 0), progress(len(paths)), stop)
+    elif kind == "delete":
+        remove(library, paths)
 
 
 def remove(library: Library, paths: list[str]) -> None:
-    """Files deleted from the photo folder (unknown ones are ignored)."""
+    """Files deleted from the photo folder (unknown ones are ignored), but those a vanished
+    folder holds back (`vanish`)."""
     if paths:
-        _follow(library, _removed(library, paths))
+        _follow(library, _removed(library, _deletable(library, paths, None)))
+
+
+def _deletable(library: Library, paths: Sequence[str], scope: str | None) -> list[str]:
+    """Those of `paths` (gone from disk) to delete now; the rest are held and reported (see
+    `vanish`). `scope`: the folder a reconciliation looked at (its old holds are replaced),
+    None for paths the watcher reported."""
+    if not paths and scope is None:
+        return []
+    store, config = library.store, library.config
+    mounts = vanish.remembered_mounts(store, config.paths.photos)
+    now, holds = vanish.split(paths, vanish.empty_mounts(config.paths.photos, mounts),
+                              store.count(), config.watch.max_vanish_share,
+                              vanish.confirmed(config.paths.state))
+    for hold in holds:
+        logger.warning("deletion paused: %s", vanish.describe(hold.folder, hold.photos))
+    vanish.record_holds(store, scope, holds)
+    return now
+
+
+def apply_confirmed(library: Library, stop: Stop | None = None) -> None:
+    """Carry out `photocluster confirm-deletions`: rescan the folders it names (their missing
+    photos are deleted now), forget them as mount points unless mounted, drop the file."""
+    folders = vanish.confirmed(library.config.paths.state)
+    if not folders:
+        return
+    logger.info("deletions confirmed under %s; rescanning", ", ".join(map(repr, folders)))
+    for folder in folders:
+        rescan(library, folder, stop)
+    vanish.forget_mounts(library.store, library.config.paths.photos, folders)
+    vanish.clear_confirmation(library.config.paths.state)
 
 
 def _removed(library: Library, paths: Sequence[str]) -> Written:
@@ -482,6 +542,7 @@ def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[
         logger.info("recluster skipped: nothing changed since the last one")
         return None
     if len(snap.ids) == 0:
+        snap.close()
         logger.info("recluster skipped: no photos with vectors yet")
         return None
     result = recluster.compute(snap)
@@ -492,10 +553,12 @@ def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[
 
 
 def scan(library: Library, show_bar: bool | None = None) -> None:
-    """The one-shot batch: read the user's edits of the tree, sync everything, recluster when
-    needed, repair the tree."""
+    """The one-shot batch: read the user's edits of the tree, sync everything (confirmed
+    deletions included), forget old vectors, recluster when needed, repair the tree."""
     mend(library)
     sync(library, show_bar=show_bar)
+    vanish.clear_confirmation(library.config.paths.state)  # the sync applied it
+    forget_old_vectors(library)
     if recluster_now(library, force=False) is None:
         with library.reader.rebuilding():
             placement.repair_tree(library.store, library.tree, library.thumbnail,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from photocluster import fsutil
+from photocluster import fsutil, vanish
 from photocluster.locking import state_holder
 from photocluster.records import ReclusterInfo
 from photocluster.store import CATALOG, Store
@@ -23,7 +23,7 @@ PINS_SHOWN = 100
 _EMPTY = {"photos": 0, "files": 0, "copies": {"photos": 0, "extra_files": 0}, "failed": 0,
           "unclustered": 0, "clusters": {}, "labels": {}, "dates": {}, "last_recluster": None,
           "failures": [], "pinned": 0, "pins": [], "rejections": 0,
-          "duplicates": {"groups": 0, "photos": 0}}
+          "duplicates": {"groups": 0, "photos": 0}, "held_deletions": []}
 
 
 def collect(state_dir: Path) -> dict[str, Any]:
@@ -47,6 +47,7 @@ def collect(state_dir: Path) -> dict[str, Any]:
             last_recluster=None if last is None else _recluster(last),
             failures=[{"path": p, "reason": r} for p, r in store.failures(FAILURES_SHOWN)],
             duplicates={"groups": groups, "photos": grouped},
+            held_deletions=held_deletions(store),
         )
         report.update(_marks(store))
     finally:
@@ -60,6 +61,12 @@ def _marks(store: Store) -> dict[str, Any]:
     pins = [{"path": path, "cluster": cluster, "folder": labels.get(cluster, cluster)}
             for path, cluster in store.pinned_paths(PINS_SHOWN)]
     return {"labels": labels, "pins": pins, **store.mark_counts()}
+
+
+def held_deletions(store: Store) -> list[dict[str, Any]]:
+    """Deletions waiting for `photocluster confirm-deletions` (see `vanish`), folder order."""
+    return [{"folder": folder, "photos": photos}
+            for folder, photos in sorted(vanish.holds(store).items())]
 
 
 def _recluster(last: ReclusterInfo) -> dict[str, Any]:
@@ -112,6 +119,10 @@ def render(report: dict[str, Any]) -> str:
         )
         if daemon.get("error"):
             lines.append(f"  problem: {printable(str(daemon['error']))} (retrying)")
+        if daemon.get("watch_problem"):
+            lines.append(f"  watching: {printable(str(daemon['watch_problem']))}")
+    lines += [f"waiting: {printable(vanish.describe(held['folder'], held['photos']))}"
+              for held in report["held_deletions"]]
     lines += _render_recluster(report["last_recluster"])
     lines.append(f"clusters: {len(report['clusters'])}")
     dates, labels = report.get("dates", {}), report.get("labels", {})

@@ -20,6 +20,8 @@ import numpy.typing as npt
 from photocluster import clustering
 
 Vectors = npt.NDArray[np.float32]
+Codes = npt.NDArray[np.int32]  # (n,) an index into a list of names, -1: none
+Labels = npt.NDArray[np.int64]  # (n,) a new cluster label, -1: none
 
 
 @dataclass(frozen=True)
@@ -85,37 +87,85 @@ def name_labels(
     used_names: AbstractSet[str],
     min_overlap: float,
 ) -> dict[int, str]:
-    """`clustering.match_names`, with each pinned photo counted as a member of the new cluster
+    """`name_codes` over dicts (photo id -> old name, photo id -> new label, photo id -> pin).
+
+    Returns label -> name for every label in `labels`."""
+    photos = sorted(labels)
+    old_names = sorted(set(previous.values()))
+    column = {name: code for code, name in enumerate(old_names)}
+    codes = np.array([column.get(previous.get(p, ""), -1) for p in photos], np.int32)
+    new = np.array([labels[p] for p in photos], np.int64)
+    row_of = {photo: row for row, photo in enumerate(photos)}
+    pinned = {row_of[photo]: pin for photo, pin in pins.items() if photo in row_of}
+    return name_codes(codes, old_names, new, pinned, used_names, min_overlap)
+
+
+def name_codes(
+    codes: Codes,
+    old_names: Sequence[str],
+    labels: Labels,
+    pinned: Mapping[int, str],
+    used_names: AbstractSet[str],
+    min_overlap: float,
+) -> dict[int, str]:
+    """`clustering.name_labels`, with each pinned photo counted as a member of the new cluster
     that took most of its pinned cluster's other members: a folder the user filled by hand
     keeps its name even where k-means scatters the photos put into it.
 
-    Returns label -> name for every label in `labels`."""
-    evidence = dict(labels)
-    heirs = _heirs(previous, labels, pins)
-    for photo, pin in pins.items():
-        if photo in evidence and pin in heirs:
-            evidence[photo] = heirs[pin]
-    names = clustering.match_names(previous, evidence, used_names, min_overlap)
-    unnamed = sorted(set(labels.values()) - names.keys())  # held only pinned photos
-    taken = set(used_names) | set(previous.values()) | set(names.values())
-    names.update(zip(unnamed, clustering.new_names(len(unnamed), taken), strict=True))
-    return names
+    Row i of the (n,) arrays is one photo: `codes[i]` its old cluster (an index into
+    `old_names`, -1: none), `labels[i]` its new label (-1: none); `pinned`: row -> the cluster
+    it is pinned to. Counted over arrays: a million photos do not fit in dicts cheaply.
+    Returns label -> name for every label (>= 0) in `labels`."""
+    evidence = labels.copy()
+    heirs = _heirs(codes, old_names, labels, pinned)
+    for row, pin in pinned.items():
+        if evidence[row] >= 0 and pin in heirs:
+            evidence[row] = heirs[pin]
+    taken = set(used_names) | set(old_names)
+    counted = evidence >= 0
+    names = clustering.name_labels(pair_counts(codes, old_names, evidence),
+                                   {int(x) for x in np.unique(evidence[counted]).tolist()},
+                                   taken, min_overlap)
+    present = {int(x) for x in np.unique(labels[labels >= 0]).tolist()}
+    unnamed = sorted(present - names.keys())  # held only pinned photos
+    names.update(zip(unnamed, clustering.new_names(len(unnamed), taken | set(names.values())),
+                     strict=True))
+    return {label: name for label, name in names.items() if label in present}
 
 
-def _heirs(
-    previous: Mapping[int, str], labels: Mapping[int, int], pins: Mapping[int, str]
-) -> dict[str, int]:
+def _heirs(codes: Codes, old_names: Sequence[str], labels: Labels,
+           pinned: Mapping[int, str]) -> dict[str, int]:
     """Old cluster -> the new label holding most of its unpinned members (of its pinned ones
     when it has no others); ties go to the lower label."""
-    votes: dict[str, Counter[int]] = {}
-    pinned_votes: dict[str, Counter[int]] = {}
-    for photo, old in previous.items():
-        if photo in labels:
-            pile = pinned_votes if pins.get(photo) == old else votes
-            pile.setdefault(old, Counter())[labels[photo]] += 1
-    heirs = {old: _top(counts) for old, counts in pinned_votes.items()}
-    heirs.update({old: _top(counts) for old, counts in votes.items()})
+    in_own = np.zeros(len(codes), bool)  # pinned to the cluster it was in
+    for row, pin in pinned.items():
+        in_own[row] = codes[row] >= 0 and old_names[codes[row]] == pin
+    heirs = {old: _top(counts) for old, counts
+             in _by_old(pair_counts(codes, old_names, labels, in_own)).items()}
+    heirs.update({old: _top(counts) for old, counts
+                  in _by_old(pair_counts(codes, old_names, labels, ~in_own)).items()})
     return heirs
+
+
+def _by_old(pairs: Counter[tuple[str, int]]) -> dict[str, Counter[int]]:
+    grouped: dict[str, Counter[int]] = {}
+    for (old, label), count in pairs.items():
+        grouped.setdefault(old, Counter())[label] = count
+    return grouped
+
+
+def pair_counts(codes: Codes, old_names: Sequence[str], labels: Labels,
+                rows: npt.NDArray[np.bool_] | None = None) -> Counter[tuple[str, int]]:
+    """(old name, new label) -> photos in both (of `rows`, a mask, when given), counted over
+    the arrays."""
+    both = (codes >= 0) & (labels >= 0)
+    if rows is not None:
+        both &= rows
+    width = int(labels.max(initial=0)) + 1  # one int64 key per (code, label) pair
+    found, counts = np.unique(codes[both].astype(np.int64) * width + labels[both],
+                              return_counts=True)
+    return Counter({(old_names[int(key) // width], int(key) % width): int(count)
+                    for key, count in zip(found.tolist(), counts.tolist(), strict=True)})
 
 
 def _top(counts: Counter[int]) -> int:
@@ -127,10 +177,16 @@ def fates(
 ) -> dict[str, Fate]:
     """For each retired name, where its former members went (by `assignment`: photo -> new
     name); a name whose photos are all gone dissolved."""
+    return fates_counted(Counter((old, assignment[photo]) for photo, old in previous.items()
+                                 if photo in assignment), retired)
+
+
+def fates_counted(moved: Counter[tuple[str, str]], retired: Collection[str]) -> dict[str, Fate]:
+    """`fates` from counts made: `moved[(old name, new name)]` photos."""
     moves: dict[str, Counter[str]] = {name: Counter() for name in retired}
-    for photo, old in previous.items():
-        if old in moves and photo in assignment:
-            moves[old][assignment[photo]] += 1
+    for (old, new), count in moved.items():
+        if old in moves:
+            moves[old][new] += count
     result = {}
     for name, counts in moves.items():
         if not counts:
@@ -139,4 +195,3 @@ def fates(
         into = min(counts, key=lambda new: (-counts[new], new))
         result[name] = Fate(into, counts[into] / sum(counts.values()))
     return result
-

@@ -85,8 +85,9 @@ class Worker(threading.Thread):
         self.heartbeat = time.monotonic()
         self._make_embedder, self._on_growth = make_embedder, on_growth
         self._backlog = 0
-        self._published: tuple[str, str | None] = ("", None)
+        self._published: tuple[str, str | None, str | None] = ("", None, None)
         self._error: str | None = None  # the last failed write, until a retry succeeds
+        self._watch_problem: str | None = None  # the feed's, e.g. the inotify watch limit
         self._retry_at: float | None = None
         self._thumbnails_due = True  # until fill_thumbnails says every photo has one
 
@@ -158,7 +159,9 @@ class Worker(threading.Thread):
         try:
             self._drain_inbox(lib)
             library.tend(lib)  # the command line's requests, the user's edits of the tree
+            library.apply_confirmed(lib, self.stop.is_set)  # `photocluster confirm-deletions`
             changes = feed.get_batch(timeout=0.5)
+            self._watch_problem = feed.problem
             if not feed.root_present:
                 self._publish(lib, "paused: photo folder missing")
                 return
@@ -232,12 +235,15 @@ class Worker(threading.Thread):
         return progress
 
     def _publish(self, lib: Library, state: str) -> None:
-        if (state, self._error) == self._published and state != "ingesting":
+        published = (state, self._error, self._watch_problem)
+        if published == self._published and state != "ingesting":
             return
-        self._published = (state, self._error)
+        self._published = published
         fields: dict[str, Any] = {"state": state, "backlog": self._backlog}
         if self._error is not None:
             fields["error"] = self._error
+        if self._watch_problem is not None:
+            fields["watch_problem"] = self._watch_problem
         try:
             status.publish(lib.config.paths.state, fields)
         except OSError as error:

@@ -3,9 +3,10 @@
 
 from photocluster.store.catalog import CATALOG, Store
 from photocluster.store.groups import Shown
-from photocluster.store.index import INDEX, STAMP
+from photocluster.store.index import IDS, INDEX, STAMP
 from photocluster.store.marks import Marks, PinMoves
 from photocluster.store.rows import (
+    ClusterMap,
     FileRecord,
     Members,
     NewCompanion,
@@ -17,8 +18,10 @@ from photocluster.store.rows import (
 
 __all__ = [
     "CATALOG",
+    "IDS",
     "INDEX",
     "STAMP",
+    "ClusterMap",
     "FileRecord",
     "Marks",
     "Members",

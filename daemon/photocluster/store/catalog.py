@@ -20,6 +20,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,7 @@ from photocluster.store import groups, marks, schema
 from photocluster.store.contents import Contents
 from photocluster.store.index import VectorIndex
 from photocluster.store.rows import (
+    ClusterMap,
     FileRecord,
     Ids,
     Members,
@@ -58,6 +60,7 @@ _PLAN_MEMBERS = """SELECT c.cluster, f.path, c.taken_at, c.taken_offset, c.taken
 UNION ALL SELECT c.cluster, k.path, c.taken_at, c.taken_offset, c.taken_source
     FROM files AS k JOIN files AS f ON f.path = k.still JOIN contents AS c ON c.canonical = f.id
     WHERE k.still IS NOT NULL AND c.cluster IS NOT NULL AND c.gone_at IS NULL"""
+_READ_CHUNK = 8192  # rows a bulk read of vectors holds at once: 16 MiB of 512-d float32
 _FILE = """SELECT f.id, f.path, f.size, f.mtime_ns, f.content, c.hash, c.fingerprint, c.cluster,
     f.error, c.canonical = f.id, f.still FROM files AS f LEFT JOIN contents AS c
     ON c.id = f.content"""
@@ -72,6 +75,7 @@ class Store:
         Raises LockedError, or StateError for an unusable state dir or catalog (unwritable,
         newer schema, other dim)."""
         self._dim, self._index = dim, VectorIndex(state_dir, dim)
+        self._state_dir = state_dir
         self._writer = True
         self._lock = contextlib.ExitStack()
         try:
@@ -102,6 +106,7 @@ class Store:
         Raises StateError when there is no readable catalog; its writes raise StateError."""
         store = cls.__new__(cls)
         store._writer, store._lock = False, contextlib.ExitStack()
+        store._state_dir = state_dir
         try:
             store._conn = schema.connect_reader(state_dir / CATALOG)
             store._dim = int(store.meta(schema.DIM) or 0)
@@ -132,6 +137,8 @@ class Store:
     def _release(self) -> None:
         with contextlib.suppress(AttributeError):  # the open failed before connecting
             self._conn.close()
+        with contextlib.suppress(AttributeError):  # read-only: no index
+            self._index.close()
         self._lock.close()
 
     # ---- reads: files
@@ -147,6 +154,20 @@ class Store:
         low, high = encode(prefix), encode(prefix[:-1] + chr(ord("/") + 1))
         return [file_record(r) for r in self._conn.execute(
             f"{_FILE} WHERE f.path >= ? AND f.path < ? ORDER BY f.path", (low, high))]
+
+    def file_stamps(self, fingerprint: str, prefix: str = "") -> dict[str, tuple[int, int, bool]]:
+        """path -> (size, mtime_ns, settled) of every file (below the folder `prefix`): what a
+        reconciliation compares with the disk. `settled`: it failed, or its content has a
+        vector of that model; otherwise it must be read again even if unchanged. A tuple, not
+        a FileRecord: ~230 bytes a file instead of ~600, at a million files."""
+        low, high = encode(prefix), encode(prefix[:-1] + chr(ord("/") + 1)) if prefix else None
+        query = ("SELECT f.path, f.size, f.mtime_ns, f.error IS NOT NULL OR c.fingerprint IS ?"
+                 " FROM files AS f LEFT JOIN contents AS c ON c.id = f.content")
+        rows = (self._conn.execute(query, (fingerprint,)) if high is None else
+                self._conn.execute(f"{query} WHERE f.path >= ? AND f.path < ?",
+                                   (fingerprint, low, high)))
+        return {decode(path): (size, mtime_ns, bool(settled))
+                for path, size, mtime_ns, settled in rows}
 
     def count(self) -> int:
         """Files in the catalog, failed ones included, without reading them."""
@@ -172,19 +193,52 @@ class Store:
     # ---- reads: contents
 
     def members(self, fingerprint: str) -> Members:
-        """The live contents with a vector of that model (a recluster's input), id order."""
-        rows = self._conn.execute(
+        """The live contents with a vector of that model (a recluster's input), id order; read
+        in chunks into arrays (24 bytes a content)."""
+        cursor = self._conn.execute(
             "SELECT id, version, cluster FROM contents WHERE fingerprint = ? AND gone_at IS NULL"
-            " ORDER BY id", (fingerprint,)).fetchall()
-        ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
-        versions = np.fromiter((row[1] for row in rows), np.int64, len(rows))
-        clusters = {row[0]: row[2] for row in rows if row[2] is not None}
-        return Members(ids, versions, clusters, self._content_changes())
+            " ORDER BY id", (fingerprint,))
+        ids, versions, codes = [], [], []
+        code_of: dict[str | None, int] = {None: -1}  # cluster name -> its code
+        while rows := cursor.fetchmany(_READ_CHUNK):
+            ids.append(np.fromiter((row[0] for row in rows), np.int64, len(rows)))
+            versions.append(np.fromiter((row[1] for row in rows), np.int64, len(rows)))
+            codes.append(np.fromiter((code_of.setdefault(row[2], len(code_of) - 1)
+                                      for row in rows), np.int32, len(rows)))
+        every, names = _joined(ids, np.int64), [name for name in code_of if name is not None]
+        clusters = ClusterMap(every, _joined(codes, np.int32), names)
+        return Members(every, _joined(versions, np.int64), clusters, self._content_changes())
+
+    def vector_chunks(self, ids: Ids) -> Iterator[tuple[Ids, Vectors]]:
+        """Positions in `ids` (sorted, (n,) int64) and their (c, dim) vectors, `_READ_CHUNK`
+        rows at a time in id order, for the contents of `ids` that have a vector: one pass
+        over the vectors table, bounded memory."""
+        cursor = self._conn.execute("SELECT id, vector FROM vectors WHERE id BETWEEN ? AND ?"
+                                    " ORDER BY id", (int(ids[0]), int(ids[-1])) if len(ids)
+                                    else (1, 0))
+        while rows := cursor.fetchmany(_READ_CHUNK):
+            found = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+            positions = np.searchsorted(ids, found).clip(0, len(ids) - 1)
+            wanted = np.flatnonzero(ids[positions] == found)
+            if len(wanted):
+                yield positions[wanted], stack([rows[i][1] for i in wanted.tolist()], self._dim)
+
+    def read_view(self) -> Store:
+        """The catalog as committed now, read-only, on a connection of its own held in one
+        read transaction (WAL keeps showing it that state while the writer goes on): hand it to
+        another thread, which must `close` it. StateError when it cannot be opened."""
+        view = Store.open_readonly(self._state_dir)
+        try:
+            view._conn.execute("BEGIN")
+            view.meta(schema.CHANGES)  # the first read fixes the snapshot
+        except sqlite3.Error as exc:
+            view.close()
+            raise StateError(f"cannot read the catalog in {self._state_dir}: {exc}") from exc
+        return view
 
     def vectors_of(self, ids: Ids) -> Vectors:
-        """(n, dim) float32 vectors of live contents, in the order given."""
-        if self._writer:
-            return self._index.reconstruct(ids)
+        """(n, dim) float32 vectors of live contents, in the order given, exactly as stored
+        (the catalog's, not the index's float16 copies)."""
         return read_vectors(self._conn, ids, self._dim)
 
     def vectors(self, fingerprint: str) -> tuple[Ids, Vectors]:
@@ -251,25 +305,34 @@ class Store:
             "SELECT path FROM files WHERE still = ?", (encode(still),))]
 
     def content_counts(self) -> dict[str, int]:
-        """Figures for `status`, each one aggregate query: live contents, clustered ones,
-        contents with extra copies and how many extra files that is, failed files."""
+        """Figures for `status`, each one aggregate query over an index: live contents,
+        clustered ones, contents with extra copies and how many extra files that is, failed
+        files. Under a second at 1M photos (BENCHMARKS.md, scale)."""
         one = self._conn.execute
-        return {
-            "contents": int(one("SELECT count(*) FROM contents WHERE gone_at IS NULL"
-                                " AND fingerprint IS NOT NULL").fetchone()[0]),
-            "unclustered": int(one("SELECT count(*) FROM contents WHERE gone_at IS NULL AND"
-                                   " fingerprint IS NOT NULL AND cluster IS NULL").fetchone()[0]),
+        live, contents, unclustered = one(  # one pass over the contents_live index
+            "SELECT count(*), count(fingerprint), count(fingerprint) - count(cluster)"
+            " FROM contents WHERE gone_at IS NULL").fetchone()
+        counts = {
+            "contents": int(contents), "unclustered": int(unclustered),
             "failed": int(one("SELECT count(*) FROM files WHERE content IS NULL").fetchone()[0]),
-            **dict(zip(("with_copies", "extra_files"), one(
+            "with_copies": 0, "extra_files": 0,
+        }
+        # Every file holding a content beyond one per live content is an extra copy: counted
+        # at once. Which contents have them takes a pass over every file: only when there are.
+        if self.count() - counts["failed"] - int(live or 0) > 0:
+            counts.update(zip(("with_copies", "extra_files"), one(
                 "SELECT count(*), coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM files"
                 " WHERE content IS NOT NULL GROUP BY content HAVING n > 1)").fetchone(),
-                strict=True)),
-        }
+                strict=True))
+        return counts
 
     def cluster_sizes(self) -> dict[str, int]:
+        """cluster -> live contents in it, by name. Grouped first by (fingerprint, cluster),
+        the order of the contents_live index: no sort of a million rows."""
         return {row[0]: row[1] for row in self._conn.execute(
-            "SELECT cluster, count(*) FROM contents WHERE cluster IS NOT NULL AND gone_at IS NULL"
-            " GROUP BY cluster ORDER BY cluster")}
+            "SELECT cluster, sum(n) FROM (SELECT fingerprint, cluster, count(*) AS n"
+            " FROM contents WHERE cluster IS NOT NULL AND gone_at IS NULL"
+            " GROUP BY fingerprint, cluster) GROUP BY cluster ORDER BY cluster")}
 
     def cluster_dates(self) -> dict[str, tuple[float, float]]:
         """cluster -> (earliest, latest) taken time of its photos, where known."""
@@ -363,21 +426,21 @@ class Store:
         or when the disk is full or failing (the catalog keeps its last good state)."""
         if not self._writer:
             raise StateError("the store was opened read-only")
-        self._index.touched = False
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             _raise_if_environmental(exc)
             raise
+        self._index.begin()
         try:
             yield self._conn
             self._contents.bump(schema.CHANGES)
             self._conn.execute("COMMIT")
+            self._index.commit()
         except BaseException as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            if self._index.touched:
-                self._rebuild_index("a write failed")
+            self._index.rollback()
             if isinstance(exc, sqlite3.Error):
                 _raise_if_environmental(exc)
             raise
@@ -448,7 +511,7 @@ class Store:
             conn.executemany("UPDATE contents SET cluster = ? WHERE id = ? AND gone_at IS NULL",
                              [(name, int(content)) for content, name in assignment.items()])
 
-    def commit_recluster(self, assignment: Mapping[int, str], versions: Mapping[int, int],
+    def commit_recluster(self, assignment: Iterable[tuple[int, int, str]],
                          centroids: Mapping[str, Vectors], info: ReclusterInfo,
                          seen_changes: int, heirs: Mapping[str, str] | None = None
                          ) -> marks.PinMoves:
@@ -457,18 +520,23 @@ class Store:
         to place), the active clusters and their (dim,) centroids (all others retired), the
         info row, and the change counter the result reflects; then the user's pins and
         rejections are enforced (`marks.enforce`; `heirs`: retired cluster -> the one that
-        took most of its members). Returns what happened to pins of retired clusters.
-        ValueError: a name without a centroid."""
-        if missing := set(assignment.values()) - set(centroids):
-            raise ValueError(f"clusters without a centroid: {sorted(missing)}")
+        took most of its members). `assignment` yields (content id, the version the recluster
+        saw, cluster name), read once, as it goes. Returns what happened to pins of retired
+        clusters. ValueError: a name without a centroid (nothing is written)."""
+
+        def checked() -> Iterator[tuple[int, int, str]]:
+            for content, version, name in assignment:
+                if name not in centroids:
+                    raise ValueError(f"cluster without a centroid: {name!r}")
+                yield int(content), int(version), name
+
         rows = [(name, blob(centroid, self._dim), time.time())
                 for name, centroid in centroids.items()]
         with self._transaction() as conn:
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS result (id INTEGER PRIMARY KEY,"
                          " version INTEGER NOT NULL, name TEXT NOT NULL)")
             conn.execute("DELETE FROM result")
-            conn.executemany("INSERT INTO result VALUES (?, ?, ?)", [
-                (int(c), int(versions[c]), name) for c, name in assignment.items()])
+            conn.executemany("INSERT INTO result VALUES (?, ?, ?)", checked())
             # Write only the rows that change: a recluster with stable names changes few.
             conn.execute("""UPDATE contents SET cluster = r.name, in_recluster = 1 FROM result AS r
                 WHERE contents.id = r.id AND contents.version = r.version
@@ -500,6 +568,9 @@ class Store:
     def forget_gone(self, before: float) -> int:
         """Delete the contents (and vectors) whose last copy went before `before`; returns how
         many. Their files are long gone; a re-download after this is embedded again."""
+        if self._conn.execute("SELECT 1 FROM contents WHERE gone_at IS NOT NULL AND gone_at < ?"
+                              " LIMIT 1", (before,)).fetchone() is None:
+            return 0  # no transaction: it would change the index's stamp for nothing
         with self._transaction() as conn:
             doomed = [row[0] for row in conn.execute(
                 "SELECT id FROM contents WHERE gone_at IS NOT NULL AND gone_at < ?", (before,))]
@@ -513,6 +584,11 @@ class Store:
             raise ValueError(f"meta key {key!r} is reserved for the store")
         with self._transaction():
             self._set_meta(key, value)
+
+    def range_search(self, vector: Vectors, radius: float) -> tuple[Ids, Vectors]:
+        """Live contents whose inner product with the (dim,) `vector` exceeds `radius`: ids
+        (r,) and scores (r,), best first (`VectorIndex.range_search`). A writer's."""
+        return self._index.range_search(vector, radius)
 
     def index_ids(self) -> Ids:
         """The content ids the vector index holds (a writer's; for consistency checks)."""
@@ -601,10 +677,17 @@ class Store:
     # ---- the index
 
     def _rebuild_index(self, reason: str) -> None:
-        ids = np.fromiter((row[0] for row in self._conn.execute(
-            "SELECT v.id FROM vectors AS v JOIN contents AS c ON c.id = v.id"
-            " WHERE c.gone_at IS NULL ORDER BY v.id")), np.int64)
-        self._index.rebuild(ids, read_vectors(self._conn, ids, self._dim), reason)
+        self._index.rebuild(self._live_vector_chunks(), reason)
+
+    def _live_vector_chunks(self) -> Iterator[tuple[Ids, Vectors]]:
+        """Ids (c,) and vectors (c, dim) of the live contents, id order, `_READ_CHUNK` rows at
+        a time: a rebuild at 1M never holds more than one chunk."""
+        cursor = self._conn.execute(
+            "SELECT v.id, v.vector FROM vectors AS v JOIN contents AS c ON c.id = v.id"
+            " WHERE c.gone_at IS NULL ORDER BY v.id")
+        while rows := cursor.fetchmany(_READ_CHUNK):
+            yield (np.fromiter((row[0] for row in rows), np.int64, len(rows)),
+                   stack([row[1] for row in rows], self._dim))
 
     def _count_live_vectors(self) -> int:
         return int(self._conn.execute(
@@ -624,6 +707,10 @@ class Store:
 
     def _stamp(self) -> str:
         return f"{self.meta(schema.CATALOG_ID)}:{self.meta(schema.CHANGES)}"
+
+
+def _joined(parts: list[npt.NDArray[Any]], dtype: type) -> npt.NDArray[Any]:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 # SQLite result codes the environment causes: full, I/O error, read-only, cannot open, busy.

@@ -6,7 +6,7 @@ import contextlib
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,8 +104,40 @@ class Members:
 
     ids: Ids  # (n,) int64, id order
     versions: Ids  # (n,) int64
-    clusters: dict[int, str]  # content id -> cluster, for those that have one
+    clusters: ClusterMap  # content id -> cluster, for those that have one
     changes: int  # the content-change counter they were read at
+
+
+class ClusterMap(Mapping[int, str]):
+    """content id -> cluster name, held as arrays (a dict of a million ids costs ~100 MB):
+    `codes` (n,) int32 indexes `names` for each of the sorted `ids` (n,), -1 for no cluster."""
+
+    def __init__(self, ids: Ids, codes: npt.NDArray[np.int32], names: Sequence[str]) -> None:
+        self.ids, self.codes, self.names = ids, codes, tuple(names)
+
+    @classmethod
+    def of(cls, ids: Ids, clusters: Mapping[int, str]) -> ClusterMap:
+        """The map of `clusters` over the sorted `ids` (ids missing from it have none)."""
+        names = sorted(set(clusters.values()))
+        column = {name: code for code, name in enumerate(names)}
+        codes = np.fromiter((column.get(clusters.get(i, ""), -1) for i in ids.tolist()),
+                            np.int32, len(ids))
+        return cls(ids, codes, names)
+
+    def __getitem__(self, content: int) -> str:
+        position = int(np.searchsorted(self.ids, content))
+        if position == len(self.ids) or self.ids[position] != content:
+            raise KeyError(content)
+        code = int(self.codes[position])
+        if code < 0:
+            raise KeyError(content)
+        return self.names[code]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids[self.codes >= 0].tolist())
+
+    def __len__(self) -> int:
+        return int((self.codes >= 0).sum())
 
 
 def file_record(row: tuple[Any, ...]) -> FileRecord:

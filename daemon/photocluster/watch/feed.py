@@ -4,7 +4,9 @@ The watchdog handler only enqueues (observer thread); `ChangeFeed.get_batch`, ca
 worker, hands the queued events to the `Settler` and returns what has settled. Events are
 hints: the daemon's reconciliation is the truth. A vanished, unmounted or replaced root pauses
 the feed and drops what was pending, so it never turns into deletions; once the root is back
-and holds files again, the feed asks for a rescan of everything.
+and holds files again, the feed asks for a rescan of everything. When inotify runs out of
+watches (fs.inotify.max_user_watches) for a large tree, the feed polls instead, says so in the
+log and in `problem` (shown by `status`), and asks for a rescan of everything.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import os
 import queue
 import stat
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +76,9 @@ class ChangeFeed:
         self._present = False
         self._entered = False
         self._polling = False  # the running observer polls: its deletions come from listings
+        self._limit_hit = threading.Event()  # set on whichever thread inotify refused a watch
+        self._inotify_refused = False  # the watch limit was hit: poll from now on
+        self.problem: str | None = None  # why the feed does not watch as configured
 
     def __enter__(self) -> ChangeFeed:
         self._entered = True
@@ -120,6 +126,8 @@ class ChangeFeed:
         return changes
 
     def _check_root(self) -> list[Change]:
+        if self._limit_hit.is_set() and not self._polling and self._present:
+            return self._switch_to_polling()
         identity = _identity(self._root)
         healthy = self._present and identity == self._identity and self._observer_alive()
         # A network or FUSE mount can briefly list as empty; by polling, that reads as every
@@ -181,22 +189,63 @@ class ChangeFeed:
         if mode == "auto":
             fstype = filesystem_type(watch_path)
             mode = "polling" if fstype is not None and is_remote(fstype) else "inotify"
-        if mode == "inotify":
+        if mode == "inotify" and not self._inotify_refused:
+            self._limit_hit.clear()
             try:
-                observer = self._started(InotifyObserver(self._excluded), watch_path)
+                observer = self._started(
+                    InotifyObserver(self._excluded, on_limit=self._limit_hit.set), watch_path
+                )
             except OSError as error:
                 if error.errno in (errno.ENOENT, errno.ENOTDIR):
                     raise
-                logger.warning(
-                    "cannot watch %s with inotify (%s); polling instead", watch_path, error
-                )
+                self._refuse_inotify(watch_path, str(error))
             else:
-                logger.info("watching %s with inotify", watch_path)
-                return observer, False
+                if not self._limit_hit.is_set():
+                    logger.info("watching %s with inotify", watch_path)
+                    return observer, False
+                self._stop(observer)
+                self._refuse_inotify(watch_path, "")
         polling = PollingObserver(watch_path, self._excluded, timeout=self._poll_interval)
         observer = self._started(polling, watch_path)
         logger.info("watching %s by polling every %g s", watch_path, self._poll_interval)
         return observer, True
+
+    def _refuse_inotify(self, watch_path: str, error: str) -> None:
+        """inotify cannot cover the tree: say why and how to fix it, and poll from now on."""
+        if self._limit_hit.is_set():
+            self._inotify_refused = True
+            self.problem = watch_limit_message(watch_path)
+            logger.warning("%s", self.problem)
+        else:
+            logger.warning("cannot watch %s with inotify (%s); polling instead", watch_path, error)
+
+    def _switch_to_polling(self) -> list[Change]:
+        """The watch limit was hit while running (a new folder): poll the whole tree instead,
+        keeping what is settling, and rescan everything for what went unseen meanwhile."""
+        watch_path = os.path.realpath(self._root)
+        for event in self._drain():
+            self._settler.add(event, self._clock())
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            self._stop(observer)
+        self._refuse_inotify(watch_path, "")
+        try:
+            self._observer = self._started(
+                PollingObserver(watch_path, self._excluded, timeout=self._poll_interval),
+                watch_path,
+            )
+        except OSError:
+            self._present = False  # the next look at the root resumes or pauses
+            return []
+        self._polling = self._settler.verify_deletes = True
+        logger.info("watching %s by polling every %g s", watch_path, self._poll_interval)
+        return [Change("rescan", "")]
+
+    @staticmethod
+    def _stop(observer: BaseObserver) -> None:
+        observer.stop()
+        if observer.is_alive():
+            observer.join()
 
     def _started(self, observer: BaseObserver, watch_path: str) -> BaseObserver:
         observer.schedule(self._handler, watch_path, recursive=True, event_filter=EVENT_FILTER)
@@ -217,9 +266,7 @@ class ChangeFeed:
     def _unwatch(self) -> None:
         observer, self._observer = self._observer, None
         if observer is not None:
-            observer.stop()
-            if observer.is_alive():
-                observer.join()
+            self._stop(observer)
         self._drain()  # whatever the old observer queued describes a root we no longer trust
 
     def _drain(self) -> list[FileSystemEvent]:
@@ -230,6 +277,22 @@ class ChangeFeed:
             except queue.Empty:
                 return events
 
+
+
+def watch_limit_message(watch_path: str) -> str:
+    """What to tell the person whose tree has more folders than inotify may watch."""
+    try:
+        current = int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
+    except (OSError, ValueError):
+        current = 0
+    wanted = max(524_288, 4 * current)
+    return (
+        f"inotify cannot watch every folder below {watch_path}: the limit of {current} watches "
+        f"(fs.inotify.max_user_watches) is reached, so the folder is polled instead. To use "
+        f"inotify, raise it with `sysctl fs.inotify.max_user_watches={wanted}` and for good "
+        f"with `echo fs.inotify.max_user_watches={wanted} > "
+        "/etc/sysctl.d/90-photocluster.conf`, then restart photocluster"
+    )
 
 
 def _identity(root: str) -> tuple[int, int] | None:

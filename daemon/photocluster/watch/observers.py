@@ -1,16 +1,18 @@
 """The watchdog side: an enqueue-only handler, the event filter, and the two observers.
 
 The inotify observer reports kernel queue overflows (watchdog 7 logs them and rebuilds its
-watches but tells no handler, so the emitter below queues an overflow event in-band) and adds
-no watch below an excluded folder; the polling observer never lists one.
+watches but tells no handler, so the emitter below queues an overflow event in-band), reports
+the watch limit (watchdog skips a folder it cannot watch without a word: `on_limit` is called
+instead) and adds no watch below an excluded folder. The polling observer (`poller`) stats
+folders and lists only those that changed, never an excluded one.
 """
 
 from __future__ import annotations
 
-import functools
+import errno
 import os
 import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +31,16 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
-from watchdog.observers.inotify_c import InotifyFD
-from watchdog.observers.polling import PollingEmitter
+from watchdog.observers.inotify_c import (
+    CallbackId,
+    InotifyFD,
+    Mask,
+    WatchCallback,
+    WatchDescriptor,
+)
 
 from photocluster.watch.change import nothing_excluded
+from photocluster.watch.poller import PollingEmitter
 
 OVERFLOW = "overflow"
 
@@ -61,8 +69,10 @@ class InotifyObserver(BaseObserver):
     (watchdog's own InotifyObserver fixes its emitter) with our emitter: it reports overflows
     and watches no folder for which `excluded(path relative to the watched root)` holds."""
 
-    def __init__(self, excluded: Excluded = nothing_excluded) -> None:
-        self._inotify_fd = InotifyFD()  # one kernel queue shared by this observer's emitters
+    def __init__(self, excluded: Excluded = nothing_excluded,
+                 on_limit: Callable[[], None] = lambda: None) -> None:
+        # one kernel queue shared by this observer's emitters
+        self._inotify_fd = _LimitedInotifyFD(on_limit)
         self._inotify_fd.start()
         super().__init__(_Emitter, inotify_fd=self._inotify_fd, excluded=excluded)
 
@@ -70,6 +80,25 @@ class InotifyObserver(BaseObserver):
         super().on_thread_stop()
         self._inotify_fd.stop()
         self._inotify_fd.join()
+
+
+class _LimitedInotifyFD(InotifyFD):
+    """Calls `on_limit` (on whichever thread adds the watch) when the kernel refuses a watch
+    for fs.inotify.max_user_watches: watchdog then leaves that folder unwatched, silently."""
+
+    def __init__(self, on_limit: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_limit = on_limit
+
+    def add_callback(
+        self, path: bytes, mask: Mask, callback: WatchCallback, id_: CallbackId
+    ) -> WatchDescriptor:
+        try:
+            return super().add_callback(path, mask, callback, id_)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                self._on_limit()
+            raise
 
 
 def _ignore() -> None:
@@ -134,18 +163,11 @@ class _Emitter(InotifyEmitter):
 
 
 class PollingObserver(BaseObserver):
-    """watchdog's polling observer, whose listings of the folder `root` leave out what
-    `excluded(path relative to root)` names: an excluded folder is never listed."""
+    """Polls the folder `root` by folder mtimes (`poller.PollingEmitter`) every `timeout`
+    seconds; `excluded(path relative to root)` folders are never listed."""
 
     def __init__(self, root: str, excluded: Excluded = nothing_excluded, *, timeout: float) -> None:
-        listing = functools.partial(_listing, root.rstrip("/") + "/", excluded)
-        super().__init__(PollingEmitter, timeout=timeout, listdir=listing)
-
-
-def _listing(prefix: str, excluded: Excluded, path: str | None) -> Iterator[os.DirEntry[str]]:
-    with os.scandir(path if path is not None else ".") as entries:
-        kept = [entry for entry in entries if not excluded(entry.path.removeprefix(prefix))]
-    return iter(kept)
+        super().__init__(PollingEmitter, timeout=timeout, excluded=excluded)
 
 
 # Also keeps open and close-without-write out of the kernel queue (settle.WRITES).
