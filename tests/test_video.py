@@ -179,6 +179,7 @@ def test_only_a_small_part_of_a_big_video_is_read(tmp_path: Path) -> None:
         (b"ftypisom" + os.urandom(4000), "not a video"),
         (None, "not a video"),  # a JPEG named .mp4
     ],
+    ids=["empty", "zeros", "mp4-header-then-noise", "jpeg-named-mp4"],  # xdist workers must agree
 )
 def test_what_is_not_a_video_is_a_bad_photo_with_a_reason(
     tmp_path: Path, content: bytes | None, says: str

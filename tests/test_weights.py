@@ -349,6 +349,6 @@ def test_with_nothing_configured_pips_own_default_index_is_read_without_importin
 @pytest.mark.weights
 def test_tests_of_the_model_share_one_xdist_worker(request: pytest.FixtureRequest) -> None:
     """The suite's time depends on it: each worker would otherwise scan setA with VGG16."""
-    if request.config.getoption("dist", "no") != "loadgroup":
+    if not getattr(request.config.option, "loadgroup", False):  # set in xdist's workers
         pytest.skip("not run under pytest-xdist --dist loadgroup")
     assert request.node.nodeid.endswith("@model")
