@@ -79,6 +79,9 @@ def test_swapped_preprocessing_measurably_lowers_ari(
     assert fingerprint is not None
     ids, right_vectors = store.vectors(fingerprint)  # what the scan stored: the right pairing
     store.close()
+    # Every third photo (130 of setA): a third of the model's time, and still a wide margin
+    # (measured once on this subset: ARI right 0.963, swapped 0.529).
+    ids, right_vectors = ids[::3], right_vectors[::3]
     paths = [records[int(i)].path for i in ids]
     truth = [scanned_set_a.labels[p] for p in paths]
     wrong = "caffe" if real_weights.preprocessing == "torch" else "torch"
