@@ -26,7 +26,7 @@ import numpy as np
 from bench.common import REPO
 from bench.synthetic import folder_of, index_of
 from photocluster import status
-from photocluster.store import Store
+from photocluster.store import INDEX, Store
 from tests.conftest import write_photo
 from tests.daemon_support import NotifyListener
 
@@ -279,7 +279,7 @@ def search_figures(state: Path) -> dict[str, float]:
     theirs = [_timed(lambda: flat.search(query, 10)) for _ in range(3)]
     return {"search_s": statistics.median(ours), "range_search_s": statistics.median(ranged),
             "flat_search_s": statistics.median(theirs),
-            "index_file_gb": (state / "index.vectors").stat().st_size / 1e9}
+            "index_file_gb": (state / INDEX).stat().st_size / 1e9}
 
 
 def _timed(action: Callable[[], object]) -> float:

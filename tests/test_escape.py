@@ -181,7 +181,7 @@ def test_state_files_are_private_even_under_a_permissive_umask(tmp_path: Path) -
     weights._remember(weights_dir, WeightsFile(weights_dir / "w.weights.h5", "torch", "0", "t"))
     assert _mode(state) == 0o700
     assert open_modes == dict.fromkeys(files, 0o600)
-    closed = ["index.vectors", "index.ids", "index.stamp", "weights/weights.json"]
+    closed = ["index.f32", "index.ids", "index.stamp", "weights/weights.json"]
     assert {name: _mode(state / name) for name in closed} == dict.fromkeys(closed, 0o600)
     leftovers = [p.name for p in state.iterdir() if p.name.startswith(".")]
     assert leftovers == []

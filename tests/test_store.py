@@ -18,7 +18,7 @@ import pytest
 
 from photocluster.errors import LockedError, StateError
 from photocluster.records import ElbowCurve, ReclusterInfo
-from photocluster.store import NewFile, Relink, Store
+from photocluster.store import INDEX, NewFile, Relink, Store
 
 DIM = 8
 FP = "vgg16-test"
@@ -427,8 +427,8 @@ def corrupt_slots(state_dir: Path) -> None:
 
 @pytest.mark.parametrize("damage", [
     corrupt_slots,
-    lambda state_dir: (state_dir / "index.vectors").write_bytes(b"garbage"),
-    lambda state_dir: (state_dir / "index.vectors").unlink(),
+    lambda state_dir: (state_dir / INDEX).write_bytes(b"garbage"),
+    lambda state_dir: (state_dir / INDEX).unlink(),
     lambda state_dir: (state_dir / "index.ids").unlink(),
     lambda state_dir: (state_dir / "index.stamp").unlink(),
     lambda state_dir: (state_dir / "index.stamp").write_text("nonsense\n"),
@@ -567,7 +567,7 @@ def test_state_files_are_private_even_with_a_permissive_umask(state_dir: Path) -
     after_close = {p.name: stat.S_IMODE(p.stat().st_mode) for p in state_dir.iterdir()}
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
     assert {"catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm"} <= while_open.keys()
-    assert {"index.vectors", "index.ids", "index.stamp"} <= after_close.keys()
+    assert {INDEX, "index.ids", "index.stamp"} <= after_close.keys()
     assert set(while_open.values()) == set(after_close.values()) == {0o600}
 
 

@@ -1,16 +1,17 @@
-"""The vector index: every live content's vector as a float16 row of a flat file beside the
+"""The vector index: every live content's vector as a float32 row of a flat file beside the
 catalog, searched chunk by chunk; ids = content ids.
 
 Why a file and not a FAISS index in RAM: an in-memory `IndexFlatIP` holds 2 KiB a photo (2 GB
-at 1M, three copies during a rebuild) for searches that are rare (similar photos, near
-duplicates) and scan every vector anyway. Here memory holds only two id arrays (slot -> id and
-id -> slot, 16 bytes a photo); a search reads the file in `CHUNK_ROWS` pieces (32 MiB) and hands
-each to a FAISS `IndexScalarQuantizer(QT_fp16)`, which computes inner products straight from
-the float16 codes. float16, not float32 or 8-bit: half float32's file and page cache, inner
-products within 1e-4 of float32's on unit vectors (8-bit codes would need trained ranges and
-err 0.003, a twentieth of the near-duplicate threshold); at 1M one search pass measured
-1.3-2 s on this 2-core machine, float32 rows the same, since both are bound by reading the
-file. The catalog keeps the exact float32 vectors: readers that need them exactly read there.
+at 1M, three copies during a rebuild) for searches that scan every vector anyway (similar
+photos, near duplicates). Here memory holds only two id arrays (slot -> id and id -> slot, 16
+bytes a photo); a search maps the file `CHUNK_ROWS` rows (64 MiB) at a time, read-only, and
+scores each chunk with one BLAS product, so what it reads is page cache (the kernel's to
+reclaim), never more than a chunk of it mapped. float32, not float16: this machine's numpy and
+faiss-cpu (its generic build) turn float16 into float32 element by element, so at 100 000
+photos one query over float16 codes took ~180 ms against ~25-60 ms over float32 rows, and a
+placed photo's near-duplicate join must stay near 50 ms there; the price is the file, 2 KiB a
+photo (2 GB at 1M), and at 1M a search is bound by reading it (BENCHMARKS.md, scale). The
+catalog keeps the vectors too, and stays the truth.
 
 Crash safety without rewriting the file: rows the saved state refers to are never written
 again until the next save. New vectors go into slots no saved state refers to (appended, or
@@ -35,7 +36,6 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
@@ -44,11 +44,11 @@ from photocluster.errors import StateError
 
 logger = logging.getLogger(__name__)
 
-INDEX, IDS, STAMP = "index.vectors", "index.ids", "index.stamp"
-LEGACY = ("index.faiss",)  # earlier versions' index files, deleted at load
-ROW = np.dtype("<f2")  # one vector component on disk
-CHUNK_ROWS = 32_768  # rows read at a time when searching: 32 MiB of 512-d float16
-RANGE_K = 16  # a range search's first k per chunk (it grows while the k-th is within range)
+INDEX, IDS, STAMP = "index.f32", "index.ids", "index.stamp"
+# earlier versions' index files, deleted at load: FAISS's, then float16 rows
+LEGACY = ("index.faiss", "index.vectors")
+ROW = np.dtype("<f4")  # one vector component on disk
+CHUNK_ROWS = 32_768  # rows mapped at a time when searching: 64 MiB of 512-d float32
 Ids = npt.NDArray[np.int64]
 Vectors = npt.NDArray[np.float32]
 Chunk = tuple[Ids, Vectors]  # (n,) ids and their (n, dim) vectors
@@ -199,8 +199,8 @@ class VectorIndex:
         return slots[slots >= 0].copy()
 
     def reconstruct(self, ids: Ids) -> Vectors:
-        """(n, dim) float32 vectors of those ids as stored (float16 precision). KeyError for
-        an id the index does not hold."""
+        """(n, dim) float32 vectors of those ids as stored. KeyError for an id the index does
+        not hold."""
         wanted = np.asarray(ids, np.int64)
         inside = (wanted >= 0) & (wanted < len(self._slot_of))
         slots = np.full(len(wanted), -1, np.int64)
@@ -223,50 +223,34 @@ class VectorIndex:
             raise ValueError(f"k must be at least 1, got {k}")
         scores = np.full((len(matrix), k), -np.inf, np.float32)  # (m, k)
         found = np.full((len(matrix), k), -1, np.int64)  # (m, k)
-        for slots, codes in self._chunks():
-            dead = int((slots < 0).sum())
-            chunk_scores, rows = codes.search(matrix, min(len(slots), k + dead))  # (m, k')
-            chunk_ids = np.where(rows >= 0, slots[rows.clip(0)], -1)
-            chunk_scores = np.where(chunk_ids >= 0, chunk_scores, -np.inf).astype(np.float32)
-            scores, found = _best(np.hstack([scores, chunk_scores]),
+        for slots, block in self._chunks():
+            products = matrix @ block.T  # (m, c)
+            products[:, slots < 0] = -np.inf  # free slots hold stale rows
+            if k < products.shape[1]:  # the chunk's best k first: the merge stays small
+                part = np.argpartition(-products, k - 1, axis=1)[:, :k]  # (m, k), unordered
+                products, columns = np.take_along_axis(products, part, 1), part
+            else:
+                columns = np.broadcast_to(np.arange(products.shape[1]), products.shape)
+            chunk_ids = np.where(np.isfinite(products), slots[columns], -1)  # (m, k')
+            scores, found = _best(np.hstack([scores, products]),
                                   np.hstack([found, chunk_ids]), k)
         return scores, found
 
     def range_search(self, vector: Vectors, radius: float) -> tuple[Ids, Vectors]:
         """Every held vector whose inner product with the (dim,) `vector` exceeds `radius`:
-        ids (r,) int64 and scores (r,) float32, best first. One pass over the file.
-
-        Each chunk is searched for its best k, k growing 4x while the k-th still exceeds the
-        radius: exact, and as fast as `search` when few vectors are that close (near
-        duplicates), where FAISS's own range search over fp16 codes took 3x as long."""
-        query = self._queries(vector)[:1]
-        ids, scores = [], []
-        for slots, codes in self._chunks():
-            chunk_scores, chunk_ids = self._above(codes, slots, query, float(radius))
-            ids.append(chunk_ids)
-            scores.append(chunk_scores)
-        if not ids:
-            return np.full(0, -1, np.int64), np.full(0, 0, np.float32)
+        ids (r,) int64 and scores (r,) float32, best first. One pass over the file."""
+        query = self._queries(vector)[0]  # (dim,)
+        ids, scores = [np.full(0, -1, np.int64)], [np.full(0, 0, np.float32)]
+        for slots, block in self._chunks():
+            products = block @ query  # (c,)
+            keep = (products > radius) & (slots >= 0)
+            ids.append(slots[keep])
+            scores.append(products[keep].astype(np.float32))
         all_ids, all_scores = np.concatenate(ids), np.concatenate(scores)
         order = np.argsort(-all_scores, kind="stable")
         return all_ids[order], all_scores[order]
 
     # ---- helpers
-
-    @staticmethod
-    def _above(codes: faiss.IndexScalarQuantizer, slots: Ids, query: Vectors,
-               radius: float) -> tuple[Vectors, Ids]:
-        """Scores (r,) and ids (r,) of the chunk's live rows scoring above `radius`."""
-        k = min(len(slots), RANGE_K)
-        while True:
-            found, rows = codes.search(query, k)  # (1, k), best first
-            if k == len(slots) or found[0, -1] <= radius:
-                break
-            k = min(len(slots), 4 * k)
-        keep = (found[0] > radius) & (rows[0] >= 0)
-        chunk_ids = slots[rows[0][keep]]
-        live = chunk_ids >= 0
-        return found[0][keep][live].astype(np.float32), chunk_ids[live]
 
     def _queries(self, queries: Vectors) -> Vectors:
         matrix = np.ascontiguousarray(queries, np.float32)
@@ -275,19 +259,17 @@ class VectorIndex:
             raise ValueError(f"expected (m, {self._dim}) queries, got shape {matrix.shape}")
         return matrix
 
-    def _chunks(self) -> Iterator[tuple[Ids, faiss.IndexScalarQuantizer]]:
-        """(slots (c,), a float16 FAISS index of their rows) for each chunk of the file."""
-        codes = faiss.IndexScalarQuantizer(self._dim, faiss.ScalarQuantizer.QT_fp16,
-                                           faiss.METRIC_INNER_PRODUCT)
-        buffer = bytearray(CHUNK_ROWS * self._row_bytes)
+    def _chunks(self) -> Iterator[tuple[Ids, Vectors]]:
+        """(slots (c,), their rows (c, dim) float32) for each chunk of the file: a read-only
+        map of that chunk alone, unmapped once the caller lets go of it."""
+        if self._used and os.fstat(self._file()).st_size < self._used * self._row_bytes:
+            raise StateError(f"the vector index in {self._folder} is shorter than it was")
         for start in range(0, self._used, CHUNK_ROWS):
             rows = min(CHUNK_ROWS, self._used - start)
-            view = memoryview(buffer)[: rows * self._row_bytes]
-            if os.preadv(self._file(), [view], start * self._row_bytes) != len(view):
-                raise StateError(f"the vector index in {self._folder} is shorter than it was")
-            codes.reset()
-            codes.add_sa_codes(np.frombuffer(view, np.uint8).reshape(rows, self._row_bytes))
-            yield self._slots[start: start + rows], codes
+            block = np.memmap(self._folder / INDEX, ROW, "r", start * self._row_bytes,
+                              (rows, self._dim))
+            yield self._slots[start: start + rows], np.asarray(block)
+            del block
 
     def _file(self) -> int:
         if self._fd is None:
@@ -373,7 +355,7 @@ class VectorIndex:
 
 
 def _rows(vectors: Vectors, dim: int) -> bytes:
-    """(n, dim) vectors as stored: little-endian float16 rows. ValueError for another shape."""
+    """(n, dim) vectors as stored: little-endian float32 rows. ValueError for another shape."""
     array = np.asarray(vectors, np.float32)
     if array.ndim != 2 or array.shape[1] != dim:
         raise ValueError(f"expected (n, {dim}) vectors, got shape {array.shape}")
