@@ -3,6 +3,9 @@
 Plain functions over arrays; this module owns scikit-learn, kneed and scipy. Vectors are the
 embedder's L2-normalised rows, `(n, d)` float32. Everything random is seeded, so the same
 vectors and seed give the same clusters.
+
+Why one module of this length: it is pure and cohesive, the one owner of scikit-learn, kneed
+and scipy; the elbow, the fit and the naming share the same arrays, seeds and thread limits.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ the file in one pass. Every number has a closed range (`BOUNDS`, the one table R
 checked against), so a value that passes `check-config` also runs. Relative paths are resolved
 against the config file's folder. The resulting `Config` is passed down explicitly; there is no
 global settings object.
+
+Why one module of this length: each section's dataclass sits beside its parsing and `BOUNDS`,
+the one table README's is checked against; split, a new setting would be written in three
+places.
 """
 
 from __future__ import annotations

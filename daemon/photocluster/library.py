@@ -6,6 +6,9 @@ changed paths -> read/decode -> embed -> store -> assign -> link. A new photo fl
 to place, with their canonical path and vector in hand, and the links to move), and
 `placement.follow` applies exactly that. `scan` (the one-shot command) and the daemon's worker
 speak only these verbs; neither reaches into the store or the tree.
+
+Why over 400 lines: the flow is meant to be read in one place (issue 9); each verb is short and
+delegates to the flow modules (`ingest`, `placement`, `duplicates`, `recluster`, `vanish`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The catalog: SQLite is the truth about every file, content, vector and cluster.
 
 One `Store` per state directory and process: the writer holds the state directory's lock and
-keeps a FAISS index of the live contents' vectors (`index.VectorIndex`, a rebuildable cache);
+keeps the vector index of the live contents (`index.VectorIndex`, a file beside it, a rebuildable
+cache);
 `Store.open_readonly` serves `status` and other readers while the daemon writes.
 
 Every write is one transaction that bumps a change counter (the index's stamp). Writes that
@@ -9,6 +10,11 @@ change what the tree shows return a `Written`: the contents that need a cluster 
 re-embedded) with their canonical path and vector in hand, and the links that must move because
 a content's canonical copy changed or the content went. The caller applies those to the tree:
 nothing here touches the file system outside the state directory.
+
+Why one long module: `Store` is the one face of the catalog callers hold. The SQL of each part
+lives in its own module (`schema`, `rows`, `contents`, `marks`, `groups`); what stays here is
+the owner of the connection, the index and the transaction, with one short method per read or
+write, which cannot move out without a second object owning the same transaction.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ Links point at the originals; nothing under photo_root is ever written, moved or
 The generations folder, each generation and each cluster folder are 0700 whatever the umask
 (the names of the photos are private; a symlink has no mode of its own), `_overview` files 0600.
 One writer at a time (the daemon's worker): a ClusterTree is not thread-safe.
+
+Why one module of this length: building, swapping, repairing and pruning generations share one
+invariant (which generation the live symlink names, and when a generation is complete), which
+is checked best where all of them can be read together.
 """
 
 from __future__ import annotations
