@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from bench.common import OUT, REPO, Section, machine, table
 from bench.neardup import reference_pass
-from bench.scale import blobs
+from bench.synthetic import blobs
 from photocluster import duplicates, neardup, pages, placement, recluster, similar
 from photocluster.config import ClusteringConfig, DuplicatesConfig, load_config
 from photocluster.records import ElbowCurve, ReclusterInfo, Taken
