@@ -81,3 +81,32 @@ def test_compute_closes_the_snapshots_read_transaction(tmp_path: Path) -> None:
         assert isinstance(snap.vectors, recluster.CatalogVectors)
         with pytest.raises(Exception, match="closed"):
             snap.vectors.take(np.arange(1))
+
+
+@pytest.mark.parametrize("fit_limit", [10_000, 150], ids=["all", "sampled"])
+def test_near_duplicates_are_grouped_whether_fitted_on_all_or_cluster_by_cluster(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fit_limit: int) -> None:
+    monkeypatch.setattr(recluster, "FIT_LIMIT", fit_limit)
+    rng = np.random.default_rng(3)
+    middle = rng.standard_normal((4, DIM)).astype(np.float32) * 1.5  # wide blobs: members of
+    points = middle[rng.integers(0, 4, 600)] + 2 * rng.standard_normal((600, DIM))  # one are no
+    vectors = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)  # dups
+    copies = vectors[:20] + 0.01 * rng.standard_normal((20, DIM)).astype(np.float32)
+    vectors = np.vstack([vectors, copies / np.linalg.norm(copies, axis=1, keepdims=True)])
+    seen: list[int] = []  # how many vectors each call of the pass was handed
+    full_pass = recluster.duplicates.full_pass
+
+    def counted(ids: np.ndarray, held: np.ndarray, *rest: object) -> dict[int, int]:
+        seen.append(len(held))
+        return full_pass(ids, held, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(recluster.duplicates, "full_pass", counted)
+    with filled_store(tmp_path, vectors) as store:
+        result = recluster.compute(recluster.snapshot(store, FP, SETTINGS))
+        recluster.commit(result, store)
+        groups = store.duplicate_groups()
+        ids = {store.file(f"{i:05d}.jpg").content: i for i in range(620)}  # type: ignore[union-attr]
+    pairs = sorted(sorted(ids[member.id] for member in members) for members in groups.values())
+    assert pairs == [[i, 600 + i] for i in range(20)]  # each copy with its original, no more
+    # one call over all 620, or one per cluster, none holding every vector
+    assert seen == [620] if fit_limit > 620 else (len(seen) == 4 and max(seen) < 620)
