@@ -20,10 +20,13 @@ def unit_vectors(count: int, seed: int = 0) -> np.ndarray:
     return unit
 
 
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks of 8 rows, so a few dozen vectors span several chunks."""
+@pytest.fixture(autouse=True, params=["kept-map", "map-per-chunk"])
+def small_chunks(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Chunks of 8 rows, so a few dozen vectors span several chunks; every test runs with the
+    file's map kept between searches (a small library) and with a map per chunk (a large one)."""
     monkeypatch.setattr(index_module, "CHUNK_ROWS", 8)
+    if request.param == "map-per-chunk":
+        monkeypatch.setattr(index_module, "KEEP_MAPPED_BYTES", 0)
 
 
 def filled(folder: Path, ids: list[int], vectors: np.ndarray) -> VectorIndex:
@@ -141,3 +144,20 @@ def test_a_save_with_most_slots_free_compacts_the_file(tmp_path: Path) -> None:
     assert again.load("catalog:2", expected=5) is None
     np.testing.assert_allclose(again.reconstruct(np.arange(35, 40)), vectors[35:], atol=1e-3)
     assert (tmp_path / STAMP).read_text().split()[0] == "catalog:2"
+
+
+def test_rows_added_replaced_or_compacted_after_a_search_are_what_the_next_search_sees(
+        tmp_path: Path) -> None:
+    vectors = unit_vectors(60)
+    index = filled(tmp_path, list(range(20)), vectors[:20])
+    assert index.search(vectors[0], 1)[1][0, 0] == 0  # maps the file as it is now
+    index.add(np.arange(20, 40, dtype=np.int64), vectors[20:40])  # appended past that map
+    index.add(np.asarray([5], np.int64), vectors[40:41])  # id 5 gets another vector
+    assert index.search(vectors[35], 1)[1][0, 0] == 35
+    assert index.search(vectors[40], 1)[1][0, 0] == 5
+    index.save("catalog:1")
+    index.remove(np.arange(0, 30, dtype=np.int64))
+    index.save("catalog:2")  # most slots free: the file is rewritten
+    scores, ids = index.search(vectors[35], 3)
+    assert ids[0, 0] == 35 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert set(index.search(vectors[:40], 10)[1].ravel().tolist()) <= set(range(30, 40)) | {-1}
