@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.common import REPO
+from bench.common import REPO, Took, stopwatch, timed
 from bench.synthetic import CLUSTERS, SPREAD, blobs
 
 Row = list[object]
@@ -227,7 +227,7 @@ def recluster_child(count: int, repeats: int) -> dict[str, Any]:
         spent["plan"].append(time.perf_counter() - started)
     assert result is not None
     centroids = np.stack(list(result.centroids.values()))  # (k, 512) float32
-    passes = [_time(partial(clustering.nearest, vectors, centroids)) for _ in range(3)]
+    passes = [timed(partial(clustering.nearest, vectors, centroids)) for _ in range(3)]
     median = statistics.median
     return {"count": count, "k": result.info.k, "knee_found": result.info.elbow.knee_found,
             "compute_s": median(spent["compute"]), "plan_s": median(spent["plan"]),
@@ -265,19 +265,14 @@ def photo_paths(count: int) -> list[str]:
 
 
 def _timed(function: Callable[..., Any], into: list[float]) -> Callable[..., Any]:
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        took = Took()
         try:
-            return function(*args, **kwargs)
+            with stopwatch() as took:
+                return function(*args, **kwargs)
         finally:
-            into.append(time.perf_counter() - started)
-    return timed
-
-
-def _time(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
+            into.append(took.wall)  # filled by the stopwatch, raised or not
+    return wrapped
 
 
 def _rss_gb(field: str) -> float:
@@ -323,19 +318,11 @@ def tree_rows(base: Path, rounds: int, figures: dict[str, float | str]) -> list[
 def _build_and_swap(tree: Any, plan: dict[str, dict[str, str]],
                     carry_over: bool) -> tuple[float, float]:
     """(build s, swap s); without `carry_over` every link is a new symlink."""
-    from photocluster.tree import generations
-
-    names = generations._symlink_names
-    if not carry_over:  # the live generation then offers nothing to carry over
-        generations._symlink_names = lambda _: set()  # type: ignore[assignment]
-    try:
-        started = time.perf_counter()
-        generation = tree.build(plan)
-        built = time.perf_counter()
-        tree.swap(generation)
-        return built - started, time.perf_counter() - built
-    finally:
-        generations._symlink_names = names
+    started = time.perf_counter()
+    generation = tree.build(plan, carry_over=carry_over)
+    built = time.perf_counter()
+    tree.swap(generation)
+    return built - started, time.perf_counter() - built
 
 
 def _members(paths: list[str], homes: npt.NDArray[np.int64]) -> dict[str, list[str]]:
