@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.common import OUT, REPO, Section, machine, table
+from bench.common import OUT, REPO, Section, machine, table, timed
 from bench.neardup import reference_pass
 from bench.synthetic import blobs
 from photocluster import duplicates, neardup, pages, placement, recluster, similar
@@ -167,14 +166,14 @@ def full_pass(store: Store, vectors: Vectors) -> dict[str, Any]:
     snapshot_s = time.perf_counter() - started
     seconds, ratios, found = [], [], {}
     for _ in range(ROUNDS):
-        reference = _timed(lambda: reference_pass(vectors))
+        reference = timed(lambda: reference_pass(vectors))
         started = time.perf_counter()
         found = duplicates.full_pass(snap.ids, snap.vectors, snap.taken, SETTINGS)
         seconds.append(time.perf_counter() - started)
         ratios.append(seconds[-1] / reference)
     assert snap.versions is not None
     versions = dict(zip(snap.ids.tolist(), snap.versions.tolist(), strict=True))
-    commit_s = _timed(lambda: store.commit_duplicates(
+    commit_s = timed(lambda: store.commit_duplicates(
         (content, versions[content], key) for content, key in found.items()))
     planted = int(len(vectors) * PLANTED)
     pairs = sum(1 for i in range(planted) if found.get(i + 1) is not None
@@ -197,16 +196,16 @@ def rebuilds(store: Store, tree: ClusterTree, thumbnails: Thumbnails) -> dict[st
     write = pages.write
 
     def timed_write(*args: Any) -> None:
-        times["pages"].append(_timed(partial(write, *args)))
+        times["pages"].append(timed(partial(write, *args)))
 
     pages.write = timed_write  # type: ignore[assignment]  # as placement calls it
     try:
         for _ in range(ROUNDS):
-            times["without"].append(_timed(
+            times["without"].append(timed(
                 lambda: placement.rebuild_tree(store, tree, None, elbow)))
-            times["with"].append(_timed(lambda: placement.rebuild_tree(
+            times["with"].append(timed(lambda: placement.rebuild_tree(
                 store, tree, None, elbow, thumbnail_file=thumbnails.path_for)))
-            times["model"].append(_timed(partial(pages.page_model, store, tree.read_plan())))
+            times["model"].append(timed(partial(pages.page_model, store, tree.read_plan())))
     finally:
         pages.write = write
     return {"rebuild_" + name: statistics.median(values) for name, values in times.items()} | {
@@ -224,7 +223,7 @@ def arrivals(store: Store, tree: ClusterTree, vectors: Vectors) -> dict[str, Any
     folders = duplicates.GroupFolders()
     write, place, join, reference = [], [], [], []
     for n in range(ARRIVALS):
-        reference.append(_timed(partial(np.matmul, vectors, arriving[n])))
+        reference.append(timed(partial(np.matmul, vectors, arriving[n])))
         started = time.perf_counter()
         written = store.put_files([new_file(base + n, arriving[n], False)], FINGERPRINT)
         written_at = time.perf_counter()
@@ -239,7 +238,7 @@ def arrivals(store: Store, tree: ClusterTree, vectors: Vectors) -> dict[str, Any
         items = [new_file(base + n, arriving[n], False) for n in range(start, start + BATCH)]
         written = store.put_files(items, FINGERPRINT)
         placed = placement.follow(written, store, tree)
-        batched.append(_timed(partial(duplicates.follow, written, placed, store, tree,
+        batched.append(timed(partial(duplicates.follow, written, placed, store, tree,
                                       SETTINGS, folders)) / BATCH)
     shown = len(os.listdir(tree.cluster_root / "_duplicates"))
     return {"write_s": statistics.median(write), "place_s": statistics.median(place),
@@ -261,7 +260,7 @@ def similar_answers(config: Any, count: int) -> dict[str, Any]:
         _, library = store.vectors(FINGERPRINT)  # (n, 512): the reference's operand
     answers, walls, references = [], [], []
     for _ in range(5):
-        references.append(_timed(lambda: library @ library[0]))
+        references.append(timed(lambda: library @ library[0]))
         started = time.perf_counter()
         answers.append(similar.find(config, photo, 10, no_model))
         walls.append(time.perf_counter() - started)
@@ -272,7 +271,7 @@ def similar_answers(config: Any, count: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'daemon'}:{REPO}"}
     processes, imported = [], []
     for _ in range(3):
-        imported.append(_timed(lambda: subprocess.run(imports, env=env, check=True)))
+        imported.append(timed(lambda: subprocess.run(imports, env=env, check=True)))
         started = time.perf_counter()
         out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
         processes.append(time.perf_counter() - started)
@@ -286,10 +285,6 @@ def similar_answers(config: Any, count: int) -> dict[str, Any]:
             "similar_import_s": statistics.median(imported)}
 
 
-def _timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
 
 
 # ---- the report
