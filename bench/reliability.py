@@ -163,7 +163,7 @@ def report(
         table(["window", "trials"], hit_rows),
         *(["Failures:\n\n" + "\n".join(f"- {line}" for line in crashes.failures)]
           if crashes.failures else []),
-        "Hostile and odd input (tests/support/hostile.py, tests/test_hostile.py):",
+        "Hostile and odd input (tests/test_hostile.py):",
         table(["kinds tried", "valid photos", "daemon crashes", "photos wrongly lost",
                "problems (scan)", "problems (daemon)"],
               [[hostile.kinds, hostile.photos, int(hostile.daemon_crashed), lost,

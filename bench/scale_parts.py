@@ -33,7 +33,7 @@ Load average before / after: {load} (2 shared cores; other engineers' tests and 
 meanwhile). Times are medians where repeated; a ratio is ours over the reference measured in
 the same run.
 
-- Daemon: tests/daemon_harness.py as a subprocess: the real watcher (inotify), threads,
+- Daemon: tests/support/harness.py as a subprocess: the real watcher (inotify), threads,
   scheduler, signals and sd_notify (WATCHDOG_USEC as the units' WatchdogSec=120), on a
   synthetic library: empty photo files in top folders of 10 000 (ten folders of 1 000), a
   catalog filled by direct SQL with 20 gaussian blobs of vectors as clusters, and its tree. The
