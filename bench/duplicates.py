@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.common import OUT, REPO, Section, machine, table, timed
+from bench.common import OUT, REPO, Section, machine, stopwatch, table, timed
 from bench.neardup import reference_pass
 from bench.synthetic import blobs
 from photocluster import duplicates, neardup, pages, placement, recluster, similar
@@ -103,20 +103,22 @@ def fill(store: Store, vectors: Vectors, labels: npt.NDArray[np.int64]) -> float
     """Store every photo (batches of 5 000, as a first scan would) and commit their clusters;
     returns the seconds the writes took."""
     planted = int(len(vectors) * PLANTED)
-    started = time.perf_counter()
-    for start in range(0, len(vectors), 5000):
-        store.put_files([new_file(i, vectors[i], i < planted)
-                         for i in range(start, min(start + 5000, len(vectors)))], FINGERPRINT)
-    members = store.members(FINGERPRINT)
-    names = [f"cluster-{n + 1:03d}" for n in range(CLUSTERS)]
-    centroids = {names[n]: _unit(vectors[labels == n].mean(axis=0)) for n in range(CLUSTERS)}
-    home = dict(zip(members.ids.tolist(), labels.tolist(), strict=True))  # ids follow rows
-    info = ReclusterInfo(time.time(), len(vectors), 0,
-                         ElbowCurve((CLUSTERS,), (1.0,), CLUSTERS, True))
-    store.commit_recluster(((i, v, names[home[i]]) for i, v in zip(
-        members.ids.tolist(), members.versions.tolist(), strict=True)), centroids, info,
-        members.changes)
-    return time.perf_counter() - started
+    with stopwatch() as took:
+        for start in range(0, len(vectors), 5000):
+            store.put_files([new_file(i, vectors[i], i < planted)
+                             for i in range(start, min(start + 5000, len(vectors)))],
+                            FINGERPRINT)
+        members = store.members(FINGERPRINT)
+        names = [f"cluster-{n + 1:03d}" for n in range(CLUSTERS)]
+        centroids = {names[n]: _unit(vectors[labels == n].mean(axis=0))
+                     for n in range(CLUSTERS)}
+        home = dict(zip(members.ids.tolist(), labels.tolist(), strict=True))  # ids follow rows
+        info = ReclusterInfo(time.time(), len(vectors), 0,
+                             ElbowCurve((CLUSTERS,), (1.0,), CLUSTERS, True))
+        store.commit_recluster(((i, v, names[home[i]]) for i, v in zip(
+            members.ids.tolist(), members.versions.tolist(), strict=True)), centroids, info,
+            members.changes)
+    return took.wall
 
 
 def _unit(vector: Vectors) -> Vectors:
@@ -161,15 +163,15 @@ def _config(scratch: Path) -> Any:
 def full_pass(store: Store, vectors: Vectors) -> dict[str, Any]:
     """The recluster thread's pass on a snapshot, paired each round with the reference; then
     the commit of its groups."""
-    started = time.perf_counter()
-    snap = recluster.snapshot(store, FINGERPRINT, ClusteringConfig(), SETTINGS)
-    snapshot_s = time.perf_counter() - started
+    with stopwatch() as took:
+        snap = recluster.snapshot(store, FINGERPRINT, ClusteringConfig(), SETTINGS)
+    snapshot_s = took.wall
     seconds, ratios, found = [], [], {}
     for _ in range(ROUNDS):
         reference = timed(lambda: reference_pass(vectors))
-        started = time.perf_counter()
-        found = duplicates.full_pass(snap.ids, snap.vectors, snap.taken, SETTINGS)
-        seconds.append(time.perf_counter() - started)
+        with stopwatch() as took:
+            found = duplicates.full_pass(snap.ids, snap.vectors, snap.taken, SETTINGS)
+        seconds.append(took.wall)
         ratios.append(seconds[-1] / reference)
     assert snap.versions is not None
     versions = dict(zip(snap.ids.tolist(), snap.versions.tolist(), strict=True))
@@ -224,15 +226,15 @@ def arrivals(store: Store, tree: ClusterTree, vectors: Vectors) -> dict[str, Any
     write, place, join, reference = [], [], [], []
     for n in range(ARRIVALS):
         reference.append(timed(partial(np.matmul, vectors, arriving[n])))
-        started = time.perf_counter()
-        written = store.put_files([new_file(base + n, arriving[n], False)], FINGERPRINT)
-        written_at = time.perf_counter()
-        placed = placement.follow(written, store, tree)
-        placed_at = time.perf_counter()
-        duplicates.follow(written, placed, store, tree, SETTINGS, folders)
-        write.append(written_at - started)
-        place.append(placed_at - written_at)
-        join.append(time.perf_counter() - placed_at)
+        with stopwatch() as writing:
+            written = store.put_files([new_file(base + n, arriving[n], False)], FINGERPRINT)
+        with stopwatch() as placing:
+            placed = placement.follow(written, store, tree)
+        with stopwatch() as joining:
+            duplicates.follow(written, placed, store, tree, SETTINGS, folders)
+        write.append(writing.wall)
+        place.append(placing.wall)
+        join.append(joining.wall)
     batched = []
     for start in range(ARRIVALS, ARRIVALS + 3 * BATCH, BATCH):
         items = [new_file(base + n, arriving[n], False) for n in range(start, start + BATCH)]
@@ -261,9 +263,9 @@ def similar_answers(config: Any, count: int) -> dict[str, Any]:
     answers, walls, references = [], [], []
     for _ in range(5):
         references.append(timed(lambda: library @ library[0]))
-        started = time.perf_counter()
-        answers.append(similar.find(config, photo, 10, no_model))
-        walls.append(time.perf_counter() - started)
+        with stopwatch() as took:
+            answers.append(similar.find(config, photo, 10, no_model))
+        walls.append(took.wall)
     first = answers[-1].matches[0].path
     command = [sys.executable, "-c", "import sys; from photocluster.cli import main; "
                "sys.exit(main())", "-c", str(config.source), "similar", str(photo), "--json"]
@@ -272,9 +274,9 @@ def similar_answers(config: Any, count: int) -> dict[str, Any]:
     processes, imported = [], []
     for _ in range(3):
         imported.append(timed(lambda: subprocess.run(imports, env=env, check=True)))
-        started = time.perf_counter()
-        out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-        processes.append(time.perf_counter() - started)
+        with stopwatch() as took:
+            out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+        processes.append(took.wall)
         assert json.loads(out.stdout)["similar"][0]["relative"] == first
     return {"similar_s": statistics.median(walls),
             "similar_reference_s": statistics.median(references),

@@ -216,15 +216,15 @@ def recluster_child(count: int, repeats: int) -> dict[str, Any]:
         setattr(clustering, name, _timed(getattr(clustering, name), spent[name]))
     result = None
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = recluster.compute(snap)
-        spent["compute"].append(time.perf_counter() - started)
+        with stopwatch() as took:
+            result = recluster.compute(snap)
+        spent["compute"].append(took.wall)
         members: dict[str, list[str]] = defaultdict(list)
-        started = time.perf_counter()
-        for photo_id, cluster in result.assignment.items():
-            members[cluster].append(paths[photo_id - 1])
-        plan_tree(members)
-        spent["plan"].append(time.perf_counter() - started)
+        with stopwatch() as took:
+            for photo_id, cluster in result.assignment.items():
+                members[cluster].append(paths[photo_id - 1])
+            plan_tree(members)
+        spent["plan"].append(took.wall)
     assert result is not None
     centroids = np.stack(list(result.centroids.values()))  # (k, 512) float32
     passes = [timed(partial(clustering.nearest, vectors, centroids)) for _ in range(3)]
@@ -248,10 +248,10 @@ def sampled_child(count: int) -> dict[str, Any]:
     found, spent = {}, {}
     for how, limit in (("sampled", recluster.FIT_LIMIT), ("full", count)):
         recluster.FIT_LIMIT = limit
-        started = time.perf_counter()
-        result = recluster.compute(recluster.Snapshot(ids, vectors, {}, frozenset(), None,
-                                                      ClusteringConfig()))
-        spent[how] = time.perf_counter() - started
+        with stopwatch() as took:
+            result = recluster.compute(recluster.Snapshot(ids, vectors, {}, frozenset(), None,
+                                                          ClusteringConfig()))
+        spent[how] = took.wall
         found[how] = [result.assignment[i] for i in range(count)]
     return {"ari_sampled": adjusted_rand_score(truth, found["sampled"]),
             "ari_full": adjusted_rand_score(truth, found["full"]),
@@ -318,11 +318,9 @@ def tree_rows(base: Path, rounds: int, figures: dict[str, float | str]) -> list[
 def _build_and_swap(tree: Any, plan: dict[str, dict[str, str]],
                     carry_over: bool) -> tuple[float, float]:
     """(build s, swap s); without `carry_over` every link is a new symlink."""
-    started = time.perf_counter()
-    generation = tree.build(plan, carry_over=carry_over)
-    built = time.perf_counter()
-    tree.swap(generation)
-    return built - started, time.perf_counter() - built
+    with stopwatch() as building:
+        generation = tree.build(plan, carry_over=carry_over)
+    return building.wall, timed(partial(tree.swap, generation))
 
 
 def _members(paths: list[str], homes: npt.NDArray[np.int64]) -> dict[str, list[str]]:
@@ -342,14 +340,14 @@ def _moved(homes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 def _plain_symlinks(directory: Path, plan: dict[str, dict[str, str]]) -> tuple[float, float]:
     """The reference: the same links with nothing but mkdir and os.symlink."""
-    started = time.perf_counter()
-    directory.mkdir()
-    for cluster, links in plan.items():
-        folder = os.fspath(directory / cluster)
-        os.mkdir(folder)
-        for name, photo in links.items():
-            os.symlink("../../photos/" + photo, folder + "/" + name)
-    return time.perf_counter() - started, 0.0
+    with stopwatch() as took:
+        directory.mkdir()
+        for cluster, links in plan.items():
+            folder = os.fspath(directory / cluster)
+            os.mkdir(folder)
+            for name, photo in links.items():
+                os.symlink("../../photos/" + photo, folder + "/" + name)
+    return took.wall, 0.0
 
 
 def _tree_table(times: dict[str, list[tuple[float, float]]],

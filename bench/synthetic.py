@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from bench.common import stopwatch, timed
 from photocluster import photos, placement
 from photocluster.records import ElbowCurve, ReclusterInfo
 from photocluster.store import Store
@@ -65,17 +66,13 @@ def make_library(base: Path, count: int, fingerprint: str) -> dict[str, float]:
     """photos/ with `count` empty files in folders of PER_FOLDER, state/ with their catalog,
     clusters/ with their tree. Returns seconds spent on each part."""
     spent: dict[str, float] = {}
-    started = time.perf_counter()
-    _write_files(base / "photos", count)
-    spent[f"{count} empty files"] = time.perf_counter() - started
-    started = time.perf_counter()
-    _fill_catalog(base / "state", base / "photos", count, fingerprint)
-    spent["catalog by direct SQL"] = time.perf_counter() - started
-    started = time.perf_counter()
-    with Store(base / "state") as store:  # rebuilds the index once, saves it at close
+    spent[f"{count} empty files"] = timed(lambda: _write_files(base / "photos", count))
+    spent["catalog by direct SQL"] = timed(
+        lambda: _fill_catalog(base / "state", base / "photos", count, fingerprint))
+    with stopwatch() as took, Store(base / "state") as store:  # the index rebuilt once, saved
         tree = ClusterTree(base / "clusters", base / "photos")
         placement.rebuild_tree(store, tree, None, None)
-    spent["index and cluster tree"] = time.perf_counter() - started
+    spent["index and cluster tree"] = took.wall
     return spent
 
 
