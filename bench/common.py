@@ -41,11 +41,13 @@ class Section:
 
 @dataclass
 class Took:
-    """What a block cost: wall seconds (perf_counter) and this process's CPU seconds, all its
-    threads (process_time). Filled when the block ends."""
+    """What a block cost: wall seconds (perf_counter), this process's CPU seconds, all its
+    threads (process_time), and the calling thread's alone (thread_time). Filled when the
+    block ends."""
 
     wall: float = 0.0
     cpu: float = 0.0
+    thread_cpu: float = 0.0
 
 
 @contextlib.contextmanager
@@ -53,11 +55,12 @@ def stopwatch() -> Iterator[Took]:
     """Times the block: `with stopwatch() as took: ...`, then `took.wall`, `took.cpu`. The one
     clock of every bench, so that all figures are read the same way."""
     took = Took()
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, thread_cpu = time.perf_counter(), time.process_time(), time.thread_time()
     try:
         yield took
     finally:
         took.wall, took.cpu = time.perf_counter() - wall, time.process_time() - cpu
+        took.thread_cpu = time.thread_time() - thread_cpu
 
 
 def timed(action: Callable[[], object]) -> float:

@@ -10,7 +10,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
@@ -145,9 +144,9 @@ def poll_cpu(root: Path) -> tuple[float, float]:
 
 
 def _cpu(action: Callable[[], object]) -> float:
-    began = time.thread_time()
-    action()
-    return time.thread_time() - began
+    with stopwatch() as took:
+        action()
+    return took.thread_cpu
 
 
 # ---- the recluster computation, one process per size
