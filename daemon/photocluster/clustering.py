@@ -312,6 +312,7 @@ def split_best(
 
 
 def two_means(members: npt.NDArray[np.float32], seed: int) -> Any:
+    """A fitted 2-means of `members` (c, d): the split `split_best` weighs for each cluster."""
     halves = KMeans(n_clusters=2, init="k-means++", n_init=FIT_N_INIT, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # identical members
