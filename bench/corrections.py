@@ -16,12 +16,11 @@ import os
 import shutil
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import OUT, Section, table
+from bench.common import OUT, Section, table, timed
 from photocluster import corrections, placement
 from photocluster.corrections import TreeReader
 from photocluster.records import ElbowCurve, ReclusterInfo
@@ -67,13 +66,13 @@ def _measure(scratch: Path, photos: int, repeats: int) -> dict[str, float]:
         rounds: dict[str, list[float]] = {"reference": [], "idle": [], "one link moved": [],
                                           "full": []}
         for round_ in range(repeats):
-            rounds["reference"].append(_timed(tree.read_plan))
+            rounds["reference"].append(timed(tree.read_plan))
             time.sleep(corrections.RACY_SECONDS)  # folders changed just now are read again:
             reader.check(full=False)  # let them settle, so "idle" is a tree left alone
-            rounds["idle"].append(_timed(lambda: reader.check(full=False)))
+            rounds["idle"].append(timed(lambda: reader.check(full=False)))
             _move_a_link(live / names[round_ % CLUSTERS], live / names[(round_ + 1) % CLUSTERS])
-            rounds["one link moved"].append(_timed(lambda: reader.check(full=False)))
-            rounds["full"].append(_timed(lambda: reader.check(full=True)))
+            rounds["one link moved"].append(timed(lambda: reader.check(full=False)))
+            rounds["full"].append(timed(lambda: reader.check(full=True)))
     return {name: statistics.median(values) for name, values in rounds.items()}
 
 
@@ -99,7 +98,3 @@ def _move_a_link(source: Path, target: Path) -> None:
     os.rename(source / name, target / name)
 
 
-def _timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started

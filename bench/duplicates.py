@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.common import OUT, REPO, Section, machine, table
+from bench.common import OUT, REPO, Section, machine, stopwatch, table, timed
 from bench.neardup import reference_pass
 from bench.synthetic import blobs
 from photocluster import duplicates, neardup, pages, placement, recluster, similar
@@ -104,20 +103,22 @@ def fill(store: Store, vectors: Vectors, labels: npt.NDArray[np.int64]) -> float
     """Store every photo (batches of 5 000, as a first scan would) and commit their clusters;
     returns the seconds the writes took."""
     planted = int(len(vectors) * PLANTED)
-    started = time.perf_counter()
-    for start in range(0, len(vectors), 5000):
-        store.put_files([new_file(i, vectors[i], i < planted)
-                         for i in range(start, min(start + 5000, len(vectors)))], FINGERPRINT)
-    members = store.members(FINGERPRINT)
-    names = [f"cluster-{n + 1:03d}" for n in range(CLUSTERS)]
-    centroids = {names[n]: _unit(vectors[labels == n].mean(axis=0)) for n in range(CLUSTERS)}
-    home = dict(zip(members.ids.tolist(), labels.tolist(), strict=True))  # ids follow rows
-    info = ReclusterInfo(time.time(), len(vectors), 0,
-                         ElbowCurve((CLUSTERS,), (1.0,), CLUSTERS, True))
-    store.commit_recluster(((i, v, names[home[i]]) for i, v in zip(
-        members.ids.tolist(), members.versions.tolist(), strict=True)), centroids, info,
-        members.changes)
-    return time.perf_counter() - started
+    with stopwatch() as took:
+        for start in range(0, len(vectors), 5000):
+            store.put_files([new_file(i, vectors[i], i < planted)
+                             for i in range(start, min(start + 5000, len(vectors)))],
+                            FINGERPRINT)
+        members = store.members(FINGERPRINT)
+        names = [f"cluster-{n + 1:03d}" for n in range(CLUSTERS)]
+        centroids = {names[n]: _unit(vectors[labels == n].mean(axis=0))
+                     for n in range(CLUSTERS)}
+        home = dict(zip(members.ids.tolist(), labels.tolist(), strict=True))  # ids follow rows
+        info = ReclusterInfo(time.time(), len(vectors), 0,
+                             ElbowCurve((CLUSTERS,), (1.0,), CLUSTERS, True))
+        store.commit_recluster(((i, v, names[home[i]]) for i, v in zip(
+            members.ids.tolist(), members.versions.tolist(), strict=True)), centroids, info,
+            members.changes)
+    return took.wall
 
 
 def _unit(vector: Vectors) -> Vectors:
@@ -162,23 +163,23 @@ def _config(scratch: Path) -> Any:
 def full_pass(store: Store, vectors: Vectors) -> dict[str, Any]:
     """The recluster thread's pass on a snapshot, paired each round with the reference; then
     the commit of its groups."""
-    started = time.perf_counter()
-    snap = recluster.snapshot(store, FINGERPRINT, ClusteringConfig(), SETTINGS)
-    held = snap.vectors  # the recluster thread reads them through the snapshot's transaction
-    read = held.take(np.arange(len(snap.ids))) if isinstance(held, recluster.CatalogVectors) \
-        else held  # (n, dim): up to FIT_LIMIT photos the pass sees them all at once
-    snap.close()
-    snapshot_s = time.perf_counter() - started
+    with stopwatch() as took:
+        snap = recluster.snapshot(store, FINGERPRINT, ClusteringConfig(), SETTINGS)
+        held = snap.vectors  # the recluster thread reads them through the snapshot's transaction
+        read = held.take(np.arange(len(snap.ids))) if isinstance(
+            held, recluster.CatalogVectors) else held  # (n, dim): up to FIT_LIMIT, all at once
+        snap.close()
+    snapshot_s = took.wall
     seconds, ratios, found = [], [], {}
     for _ in range(ROUNDS):
-        reference = _timed(lambda: reference_pass(vectors))
-        started = time.perf_counter()
-        found = duplicates.full_pass(snap.ids, read, snap.taken, SETTINGS)
-        seconds.append(time.perf_counter() - started)
+        reference = timed(lambda: reference_pass(vectors))
+        with stopwatch() as took:
+            found = duplicates.full_pass(snap.ids, read, snap.taken, SETTINGS)
+        seconds.append(took.wall)
         ratios.append(seconds[-1] / reference)
     assert snap.versions is not None
     versions = dict(zip(snap.ids.tolist(), snap.versions.tolist(), strict=True))
-    commit_s = _timed(lambda: store.commit_duplicates(
+    commit_s = timed(lambda: store.commit_duplicates(
         (content, versions[content], key) for content, key in found.items()))
     planted = int(len(vectors) * PLANTED)
     pairs = sum(1 for i in range(planted) if found.get(i + 1) is not None
@@ -201,16 +202,16 @@ def rebuilds(store: Store, tree: ClusterTree, thumbnails: Thumbnails) -> dict[st
     write = pages.write
 
     def timed_write(*args: Any) -> None:
-        times["pages"].append(_timed(partial(write, *args)))
+        times["pages"].append(timed(partial(write, *args)))
 
     pages.write = timed_write  # type: ignore[assignment]  # as placement calls it
     try:
         for _ in range(ROUNDS):
-            times["without"].append(_timed(
+            times["without"].append(timed(
                 lambda: placement.rebuild_tree(store, tree, None, elbow)))
-            times["with"].append(_timed(lambda: placement.rebuild_tree(
+            times["with"].append(timed(lambda: placement.rebuild_tree(
                 store, tree, None, elbow, thumbnail_file=thumbnails.path_for)))
-            times["model"].append(_timed(partial(pages.page_model, store, tree.read_plan())))
+            times["model"].append(timed(partial(pages.page_model, store, tree.read_plan())))
     finally:
         pages.write = write
     return {"rebuild_" + name: statistics.median(values) for name, values in times.items()} | {
@@ -228,22 +229,22 @@ def arrivals(store: Store, tree: ClusterTree, vectors: Vectors) -> dict[str, Any
     folders = duplicates.GroupFolders()
     write, place, join, reference = [], [], [], []
     for n in range(ARRIVALS):
-        reference.append(_timed(partial(np.matmul, vectors, arriving[n])))
-        started = time.perf_counter()
-        written = store.put_files([new_file(base + n, arriving[n], False)], FINGERPRINT)
-        written_at = time.perf_counter()
-        placed = placement.follow(written, store, tree)
-        placed_at = time.perf_counter()
-        duplicates.follow(written, placed, store, tree, SETTINGS, folders)
-        write.append(written_at - started)
-        place.append(placed_at - written_at)
-        join.append(time.perf_counter() - placed_at)
+        reference.append(timed(partial(np.matmul, vectors, arriving[n])))
+        with stopwatch() as writing:
+            written = store.put_files([new_file(base + n, arriving[n], False)], FINGERPRINT)
+        with stopwatch() as placing:
+            placed = placement.follow(written, store, tree)
+        with stopwatch() as joining:
+            duplicates.follow(written, placed, store, tree, SETTINGS, folders)
+        write.append(writing.wall)
+        place.append(placing.wall)
+        join.append(joining.wall)
     batched = []
     for start in range(ARRIVALS, ARRIVALS + 3 * BATCH, BATCH):
         items = [new_file(base + n, arriving[n], False) for n in range(start, start + BATCH)]
         written = store.put_files(items, FINGERPRINT)
         placed = placement.follow(written, store, tree)
-        batched.append(_timed(partial(duplicates.follow, written, placed, store, tree,
+        batched.append(timed(partial(duplicates.follow, written, placed, store, tree,
                                       SETTINGS, folders)) / BATCH)
     shown = len(os.listdir(tree.cluster_root / "_duplicates"))
     return {"write_s": statistics.median(write), "place_s": statistics.median(place),
@@ -265,10 +266,10 @@ def similar_answers(config: Any, count: int) -> dict[str, Any]:
         _, library = store.vectors(FINGERPRINT)  # (n, 512): the reference's operand
     answers, walls, references = [], [], []
     for _ in range(5):
-        references.append(_timed(lambda: library @ library[0]))
-        started = time.perf_counter()
-        answers.append(similar.find(config, photo, 10, no_model))
-        walls.append(time.perf_counter() - started)
+        references.append(timed(lambda: library @ library[0]))
+        with stopwatch() as took:
+            answers.append(similar.find(config, photo, 10, no_model))
+        walls.append(took.wall)
     first = answers[-1].matches[0].path
     command = [sys.executable, "-c", "import sys; from photocluster.cli import main; "
                "sys.exit(main())", "-c", str(config.source), "similar", str(photo), "--json"]
@@ -276,10 +277,10 @@ def similar_answers(config: Any, count: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'daemon'}:{REPO}"}
     processes, imported = [], []
     for _ in range(3):
-        imported.append(_timed(lambda: subprocess.run(imports, env=env, check=True)))
-        started = time.perf_counter()
-        out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-        processes.append(time.perf_counter() - started)
+        imported.append(timed(lambda: subprocess.run(imports, env=env, check=True)))
+        with stopwatch() as took:
+            out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+        processes.append(took.wall)
         assert json.loads(out.stdout)["similar"][0]["relative"] == first
     return {"similar_s": statistics.median(walls),
             "similar_reference_s": statistics.median(references),
@@ -290,10 +291,6 @@ def similar_answers(config: Any, count: int) -> dict[str, Any]:
             "similar_import_s": statistics.median(imported)}
 
 
-def _timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
 
 
 # ---- the report

@@ -36,7 +36,7 @@ import pillow_heif
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 
-from bench.common import DATASETS, OUT, REPO, Section, machine, table
+from bench.common import DATASETS, OUT, REPO, Section, machine, stopwatch, table
 from photocluster import clustering, photos, weights
 from photocluster.embedder import INPUT_SIZE, PAD_RGB, Vgg16Embedder, configure_threads
 
@@ -182,11 +182,11 @@ def measure_rates(paths: Sequence[Path], runs: int) -> Rates:
         for way in WAYS:
             context = full_decodes() if way == "full" else contextlib.nullcontext()
             with context:
-                started = time.perf_counter(), time.process_time()
-                for path in paths:
-                    way_calls[way](path)
-                wall[way].append(time.perf_counter() - started[0])
-                cpu[way].append(time.process_time() - started[1])
+                with stopwatch() as took:
+                    for path in paths:
+                        way_calls[way](path)
+                wall[way].append(took.wall)
+                cpu[way].append(took.cpu)
     megabytes = sum(path.stat().st_size for path in paths) / len(paths) / 1e6
     return Rates(wall, cpu, len(paths), megabytes)
 

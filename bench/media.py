@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.common import OUT, Section, machine, table
+from bench.common import OUT, Section, machine, stopwatch, table
 from bench.throughput import MAX_PIXELS, camera_photos
 from photocluster import photos
 from photocluster.embedder import INPUT_SIZE, PAD_RGB
@@ -49,11 +48,11 @@ class Cost:
 
 
 def measure(action: Callable[[], object]) -> Cost:
-    read, wall, cpu = _rchar(), time.perf_counter(), time.process_time()
-    action()
-    return Cost(
-        (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3, _rchar() - read
-    )
+    """The common stopwatch, plus the bytes this process read meanwhile."""
+    read = _rchar()
+    with stopwatch() as took:
+        action()
+    return Cost(took.wall * 1e3, took.cpu * 1e3, _rchar() - read)
 
 
 def _rchar() -> int:

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageEnhance, ImageOps
 
-from bench.common import DATASETS, OUT, REPO, Section, table
+from bench.common import DATASETS, OUT, REPO, Section, stopwatch, table, timed
 from photocluster import clustering, embedder, neardup, photos, recluster, weights
 from photocluster.config import ClusteringConfig
 
@@ -546,15 +546,9 @@ def paired(action: Callable[[], object], vectors: Vectors, scale: float = 1.0,
     reference pass, then `fixed` once and `action` `scale` times over (extrapolated)."""
     seconds, ratios = [], []
     for _ in range(ROUNDS):
-        started = time.perf_counter()
-        reference_pass(vectors)
-        reference = time.perf_counter() - started
-        started = time.perf_counter()
-        if fixed is not None:
-            fixed()
-        between = time.perf_counter()
-        action()
-        took = between - started + (time.perf_counter() - between) * scale
+        reference = timed(lambda: reference_pass(vectors))
+        once = timed(fixed) if fixed is not None else 0.0
+        took = once + timed(action) * scale
         seconds.append(took)
         ratios.append(took / reference)
     return statistics.median(seconds), statistics.median(ratios)
@@ -657,15 +651,13 @@ def join_timing(vectors: Vectors, threshold: float) -> JoinTiming:
     single, join_only, reference, results = [], [], [], []
     for photo in range(NEW_PHOTOS):
         row = arrivals[photo : photo + 1]  # (1, 512)
-        started = time.perf_counter()
-        similarities, found = index.search(row, K_NEIGHBOURS)
-        searched = time.perf_counter()
-        results.append(neardup.join(photo, found[0], similarities[0], group_of, threshold))
-        single.append(time.perf_counter() - started)
-        join_only.append(time.perf_counter() - searched)
-        started = time.perf_counter()
-        _ = library @ row[0]  # (n,)
-        reference.append(time.perf_counter() - started)
+        with stopwatch() as searching:
+            similarities, found = index.search(row, K_NEIGHBOURS)
+        with stopwatch() as joining:
+            results.append(neardup.join(photo, found[0], similarities[0], group_of, threshold))
+        single.append(searching.wall + joining.wall)
+        join_only.append(joining.wall)
+        reference.append(timed(lambda: library @ row[0]))  # (n,)  # noqa: B023 (called here)
     return JoinTiming(statistics.median(single), _batched(index, arrivals, group_of, threshold),
                       statistics.median(join_only), statistics.median(reference),
                       _agreeing(library, ids, arrivals, group_of, results, threshold))
@@ -677,12 +669,12 @@ def _batched(index: faiss.Index, arrivals: Vectors, group_of: dict[int, int],
     a batch would take one more (BATCH, BATCH) product, left out."""
     times = []
     for start in range(0, len(arrivals) - BATCH + 1, BATCH):
-        started = time.perf_counter()
-        similarities, found = index.search(arrivals[start : start + BATCH], K_NEIGHBOURS)
-        for offset in range(BATCH):
-            neardup.join(start + offset, found[offset], similarities[offset], group_of,
-                         threshold)
-        times.append((time.perf_counter() - started) / BATCH)
+        with stopwatch() as took:
+            similarities, found = index.search(arrivals[start : start + BATCH], K_NEIGHBOURS)
+            for offset in range(BATCH):
+                neardup.join(start + offset, found[offset], similarities[offset], group_of,
+                             threshold)
+        times.append(took.wall / BATCH)
     return statistics.median(times)
 
 

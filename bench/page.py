@@ -16,9 +16,10 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from bench.common import OUT, Section, machine, table
+from bench.common import OUT, Section, machine, table, timed
 from photocluster.records import ElbowCurve, ReclusterInfo
 from photocluster.tree.page import (
     DUPLICATES,
@@ -113,9 +114,7 @@ def _rounds(scratch: Path, model: PageModel, thumbnails: dict[str, Path],
         for name in names[round_number % len(names):] + names[:round_number % len(names)]:
             folder = scratch / f"round-{round_number}-{name}"
             folder.mkdir(parents=True)
-            started = time.perf_counter()
-            measures[name](folder)
-            times[name].append(time.perf_counter() - started)
+            times[name].append(timed(partial(measures[name], folder)))
     return times
 
 

@@ -294,7 +294,7 @@ def _splitting(old: bool) -> Iterator[None]:
     if not old:
         yield
         return
-    with mock.patch.object(clustering, "_split_best", _split_largest_error):
+    with mock.patch.object(clustering, "split_best", _split_largest_error):
         yield
 
 
@@ -307,7 +307,7 @@ def _split_largest_error(sample: Vectors, model: Any, seed: int) -> Vectors | No
     worst = int(np.argmax(errors))
     if errors[worst] <= 0.0:
         return None
-    halves = clustering._two_means(sample[labels == worst], seed)
+    halves = clustering.two_means(sample[labels == worst], seed)
     kept = np.delete(centres, worst, axis=0)  # (k - 1, d)
     return np.vstack([kept, halves.cluster_centers_]).astype(np.float32)
 

@@ -1,44 +1,36 @@
 """Reliability: the daemon keeps working, loses nothing and exposes nothing.
 
-- crash trials: the daemon (tests/daemon_harness.py, fake embedder) is killed with SIGKILL at
+- crash trials: the daemon (tests/support/harness.py, fake embedder) is killed with SIGKILL at
   a random moment of a burst of copies, renames, moves, deletes, new folders and folders moved
   out (some swapped for a symlink), or inside a widened tree swap or index save; the folder
   changes more while it is down; it restarts and settles, is stopped, and disk, catalog, FAISS
   index and cluster tree must agree (every photo once, linked once, no dangling or temp link,
   no link leaving the photo root). Trials run in chains of ten on one library.
-- hostile corpus: every kind in tests/test_hostile.py, through a one-shot scan and through the
+- hostile corpus: every kind in tests/support/hostile.py, through a one-shot scan and through the
   running daemon.
 - load: 10 000 small JPEGs dropped at once into the running daemon while its inotify reader is
   stalled, so the kernel queue overflows for real and only the rescan can find them.
+
+The trials are the tests' own (tests/support/crash.py, hostile.py, overflow.py), run as a
+program: `python -m tests.support.trials` (bench/common.py says why not an import).
 
 Not part of `quick`: it takes about ten minutes.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bench.common import OUT, Section, table
-from photocluster import library, status
-from photocluster.config import load_config
-from photocluster.errors import StateError
-from tests.conftest import FakeEmbedder, write_config
-from tests.daemon_support import DaemonProcess, wait_until
-from tests.test_hostile import (
-    CONFIG,
-    Kind,
-    build_corpus,
-    hostile_reads,
-    jpeg,
-    photo_count,
-    problems,
-)
-from tests.test_reliability import crash_trial, load_run, make_library, populate
+from bench.common import OUT, REPO, Section, table
 
 COMMAND = ".venv/bin/python -m bench reliability"
 TRIALS, QUICK_TRIALS = 52, 8
@@ -78,21 +70,29 @@ def run(quick: bool) -> Section:
 # --- crash trials ------------------------------------------------------------------------
 
 
+def trials(*args: object) -> Iterator[dict[str, Any]]:
+    """The JSON lines of `python -m tests.support.trials ARGS...`, as they come; raises
+    RuntimeError when the runner itself fails."""
+    command = [sys.executable, "-m", "tests.support.trials", *map(str, args)]
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) as runner:
+        assert runner.stdout is not None
+        for line in runner.stdout:
+            if line.startswith("{"):
+                yield json.loads(line)
+    if runner.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {runner.returncode}")
+
+
 def crash_trials(folder: Path, count: int) -> CrashTally:
     tally = CrashTally()
     started = time.monotonic()
-    base: Path | None = None
-    for trial in range(count):
-        if base is None or trial % CHAIN == 0:
-            base = _fresh(folder / f"chain-{trial:03d}")
-        window = WINDOWS[trial % len(WINDOWS)]
-        try:
-            hit = crash_trial(base, seed=trial, window=window)
-        except Exception as error:  # every way a trial can fail is a finding
-            tally.outcomes[_classify(error)] += 1
-            tally.failures.append(f"trial {trial} ({window}): {type(error).__name__}: "
-                                  f"{str(error).splitlines()[0][:200]}")
-            base = None  # the next trial starts from a clean library
+    for record in trials("crash", folder, count, CHAIN, ",".join(WINDOWS)):
+        trial, window, hit, error = (record["trial"], record["window"], record["hit"],
+                                     record["error"])
+        if error is not None:
+            tally.outcomes[_classify(error["message"], error["assertion"])] += 1
+            tally.failures.append(f"trial {trial} ({window}): {error['type']}: "
+                                  f"{error['message'].splitlines()[0][:200]}")
             continue
         tally.outcomes["ok"] += 1
         tally.hits[window if hit else f"{window} (window missed)"] += 1
@@ -101,21 +101,14 @@ def crash_trials(folder: Path, count: int) -> CrashTally:
     return tally
 
 
-def _fresh(base: Path) -> Path:
-    make_library(base)
-    populate(base)
-    return base
-
-
-def _classify(error: Exception) -> str:
-    text = str(error)
+def _classify(text: str, assertion: bool) -> str:
     if "linked twice" in text:
         return "duplicate link"
     if "dangling" in text or "leaves the photo root" in text or "temp name" in text:
         return "dangling, temp or escaping link"
     if "timed out" in text:
         return "never settled"
-    if isinstance(error, AssertionError):
+    if assertion:
         return "loss or disagreement"
     return "error"
 
@@ -133,51 +126,17 @@ class HostileResult:
 
 
 def hostile_corpus(folder: Path) -> HostileResult:
-    scan_base, daemon_base = folder / "scan", folder / "daemon"
-    for base in (scan_base, daemon_base):
-        base.mkdir(parents=True)
-        write_config(base, CONFIG)
-    kinds = build_corpus(scan_base / "photos", scan_base / "outside")
-    config = load_config(scan_base / "config.toml")
-    with hostile_reads(), library.open_library(config, "scan", lambda _: FakeEmbedder()) as lib:
-        library.scan(lib, show_bar=False)
-    scan_problems = problems(scan_base, kinds, status.collect(config.paths.state))
-    daemon_problems, crashed = _hostile_daemon(daemon_base)
-    return HostileResult(len(kinds), photo_count(kinds), scan_problems, daemon_problems, crashed)
-
-
-def _hostile_daemon(base: Path) -> tuple[list[str], bool]:
-    state = base / "state"
-    (base / "photos").mkdir()
-    (base / "photos" / "seed.jpg").write_bytes(jpeg(quality=60))
-    daemon = DaemonProcess(base / "config.toml", {"PHOTOCLUSTER_TEST_UNREADABLE":
-                                                  "no-permission.jpg"})
-    try:
-        daemon.wait_for_log("photocluster.worker: ready:", timeout=60)
-        kinds = build_corpus(base / "photos", base / "outside", daemon=True)
-        with contextlib.suppress(AssertionError):  # what is still wrong is counted below
-            wait_until(lambda: _as_expected(base, kinds), 90, "the corpus")
-        found = problems(base, kinds, status.collect(state))
-        alive = daemon.process.poll() is None
-    finally:
-        code = daemon.stop(timeout=30)
-    return found, not alive or code != 0 or "Traceback" in daemon.log
-
-
-def _as_expected(base: Path, kinds: list[Kind]) -> bool:
-    try:
-        return not problems(base, kinds, status.collect(base / "state"))
-    except (OSError, AssertionError, StateError):  # read while the daemon writes or swaps
-        return False
+    (record,) = trials("hostile", folder)
+    return HostileResult(record["kinds"], record["photos"], record["scan_problems"],
+                         record["daemon_problems"], record["daemon_crashed"])
 
 
 # --- load --------------------------------------------------------------------------------
 
 
 def load(folder: Path, count: int) -> tuple[int, float, bool]:
-    folder.mkdir(parents=True)
-    indexed, seconds, log = load_run(folder, count, timeout=900)
-    return indexed, seconds, "inotify queue overflowed; will rescan" in log
+    (record,) = trials("load", folder, count, 900)
+    return record["indexed"], record["seconds"], record["overflowed"]
 
 
 # --- report ------------------------------------------------------------------------------

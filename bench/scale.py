@@ -1,7 +1,7 @@
 """Scale: the real daemon with a million photos (100k in quick mode), polling at 100k, the
 recluster computation at 100k and 1M, and a 100k-link tree rebuild.
 
-`python -m bench scale` (or `make bench-scale`). The daemon is tests/daemon_harness.py as a
+`python -m bench scale` (or `make bench-scale`). The daemon is tests/support/harness.py as a
 subprocess with the real VGG16 loaded when the test weights are cached (.test-cache/weights;
 else the fake embedder paced at 0.25 s a photo, what VGG16 costs here), on a synthetic library
 (bench/synthetic.py: empty photo files, a catalog filled by direct SQL, its tree); everything

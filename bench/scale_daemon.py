@@ -1,4 +1,4 @@
-"""The real daemon at scale: tests/daemon_harness.py as a subprocess (real watcher, threads,
+"""The real daemon at scale: tests/support/harness.py as a subprocess (real watcher, threads,
 scheduler, signals, sd_notify to a socket of ours) on a synthetic library (bench/synthetic.py),
 through a start that rebuilds the index, a normal start, idling, `status`, new photos, a
 10 000-photo folder moved away and one deleted, a recluster, and a stop; its memory sampled
@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -23,16 +24,44 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO
+from bench.common import REPO, timed, write_photo
 from bench.synthetic import folder_of, index_of
 from photocluster import status
 from photocluster.store import INDEX, Store
-from tests.conftest import write_photo
-from tests.daemon_support import NotifyListener
 
 WATCHDOG_USEC = 120_000_000  # the units' WatchdogSec=120: a ping every 60 s while healthy
 NEW_PHOTOS = 20  # placed one at a time for the latency figure
 BACKLOG = 200  # dropped at once: ~1 min of VGG16 here
+
+
+class NotifyListener:
+    """systemd's side of NOTIFY_SOCKET: reads datagrams on a thread as systemd would, noting
+    when each arrived (time.monotonic). (tests/support/daemon.py has its own: see common.py.)"""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.received: list[tuple[float, str]] = []
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def times_of(self, message: str) -> list[float]:
+        return [at for at, text in self.received if text == message]
+
+    def _read(self) -> None:
+        while not self._closing.is_set():
+            try:
+                message = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            self.received.append((time.monotonic(), message))
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join()
+        self.sock.close()
 
 
 @dataclass
@@ -44,7 +73,7 @@ class Daemon:
     log_path: Path
     started: float
     rss: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, GB)
-    _done: threading.Event = field(default_factory=threading.Event)
+    stopped: threading.Event = field(default_factory=threading.Event)  # ends the sampler
 
     @property
     def log(self) -> str:
@@ -94,7 +123,7 @@ def running(config: Path, env: dict[str, str], tag: str) -> Iterator[Daemon]:
     environ = {**os.environ, **env, "NOTIFY_SOCKET": str(socket_path),
                "WATCHDOG_USEC": str(WATCHDOG_USEC)}
     with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "tests.daemon_harness", str(config)],
+        process = subprocess.Popen([sys.executable, "-m", "tests.support.harness", str(config)],
                                    cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=environ)
         daemon = Daemon(process, notify, log_path, time.monotonic())
         sampler = threading.Thread(target=_sample, args=(daemon,), daemon=True)
@@ -105,16 +134,16 @@ def running(config: Path, env: dict[str, str], tag: str) -> Iterator[Daemon]:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-            daemon._done.set()
+            daemon.stopped.set()
             sampler.join()
             notify.close()
 
 
 def _sample(daemon: Daemon) -> None:
-    while not daemon._done.is_set() and daemon.process.poll() is None:
+    while not daemon.stopped.is_set() and daemon.process.poll() is None:
         with contextlib.suppress(OSError, KeyError):
             daemon.rss.append((time.monotonic(), rss_gb("VmRSS", daemon.process.pid)))
-        daemon._done.wait(0.2)
+        daemon.stopped.wait(0.2)
 
 
 def rss_gb(field_name: str, pid: int | str = "self") -> float:
@@ -271,18 +300,12 @@ def search_figures(state: Path) -> dict[str, float]:
     with Store(state) as store:
         ids, query = store.index_ids()[:1], None
         query = store.vectors_of(ids)  # (1, 512)
-        ours = [_timed(lambda: store.search(query, 10)) for _ in range(3)]
-        ranged = [_timed(lambda: store.range_search(query[0], 0.9)) for _ in range(3)]
+        ours = [timed(lambda: store.search(query, 10)) for _ in range(3)]
+        ranged = [timed(lambda: store.range_search(query[0], 0.9)) for _ in range(3)]
         flat = faiss.IndexFlatIP(512)
-        for _, vectors in store._live_vector_chunks():
+        for _, vectors in store.vector_chunks(np.sort(store.index_ids())):  # (c, 512) float32
             flat.add(vectors)
-    theirs = [_timed(lambda: flat.search(query, 10)) for _ in range(3)]
+    theirs = [timed(lambda: flat.search(query, 10)) for _ in range(3)]
     return {"search_s": statistics.median(ours), "range_search_s": statistics.median(ranged),
             "flat_search_s": statistics.median(theirs),
             "index_file_gb": (state / INDEX).stat().st_size / 1e9}
-
-
-def _timed(action: Callable[[], object]) -> float:
-    began = time.perf_counter()
-    action()
-    return time.perf_counter() - began

@@ -10,7 +10,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.common import REPO
+from bench.common import REPO, Took, stopwatch, timed
 from bench.synthetic import CLUSTERS, SPREAD, blobs
 
 Row = list[object]
@@ -33,7 +32,7 @@ Load average before / after: {load} (2 shared cores; other engineers' tests and 
 meanwhile). Times are medians where repeated; a ratio is ours over the reference measured in
 the same run.
 
-- Daemon: tests/daemon_harness.py as a subprocess: the real watcher (inotify), threads,
+- Daemon: tests/support/harness.py as a subprocess: the real watcher (inotify), threads,
   scheduler, signals and sd_notify (WATCHDOG_USEC as the units' WatchdogSec=120), on a
   synthetic library: empty photo files in top folders of 10 000 (ten folders of 1 000), a
   catalog filled by direct SQL with 20 gaussian blobs of vectors as clusters, and its tree. The
@@ -145,9 +144,9 @@ def poll_cpu(root: Path) -> tuple[float, float]:
 
 
 def _cpu(action: Callable[[], object]) -> float:
-    began = time.thread_time()
-    action()
-    return time.thread_time() - began
+    with stopwatch() as took:
+        action()
+    return took.thread_cpu
 
 
 # ---- the recluster computation, one process per size
@@ -216,18 +215,18 @@ def recluster_child(count: int, repeats: int) -> dict[str, Any]:
         setattr(clustering, name, _timed(getattr(clustering, name), spent[name]))
     result = None
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = recluster.compute(snap)
-        spent["compute"].append(time.perf_counter() - started)
+        with stopwatch() as took:
+            result = recluster.compute(snap)
+        spent["compute"].append(took.wall)
         members: dict[str, list[str]] = defaultdict(list)
-        started = time.perf_counter()
-        for photo_id, cluster in result.assignment.items():
-            members[cluster].append(paths[photo_id - 1])
-        plan_tree(members)
-        spent["plan"].append(time.perf_counter() - started)
+        with stopwatch() as took:
+            for photo_id, cluster in result.assignment.items():
+                members[cluster].append(paths[photo_id - 1])
+            plan_tree(members)
+        spent["plan"].append(took.wall)
     assert result is not None
     centroids = np.stack(list(result.centroids.values()))  # (k, 512) float32
-    passes = [_time(partial(clustering.nearest, vectors, centroids)) for _ in range(3)]
+    passes = [timed(partial(clustering.nearest, vectors, centroids)) for _ in range(3)]
     median = statistics.median
     return {"count": count, "k": result.info.k, "knee_found": result.info.elbow.knee_found,
             "compute_s": median(spent["compute"]), "plan_s": median(spent["plan"]),
@@ -248,10 +247,10 @@ def sampled_child(count: int) -> dict[str, Any]:
     found, spent = {}, {}
     for how, limit in (("sampled", recluster.FIT_LIMIT), ("full", count)):
         recluster.FIT_LIMIT = limit
-        started = time.perf_counter()
-        result = recluster.compute(recluster.Snapshot(ids, vectors, {}, frozenset(), None,
-                                                      ClusteringConfig()))
-        spent[how] = time.perf_counter() - started
+        with stopwatch() as took:
+            result = recluster.compute(recluster.Snapshot(ids, vectors, {}, frozenset(), None,
+                                                          ClusteringConfig()))
+        spent[how] = took.wall
         found[how] = [result.assignment[i] for i in range(count)]
     return {"ari_sampled": adjusted_rand_score(truth, found["sampled"]),
             "ari_full": adjusted_rand_score(truth, found["full"]),
@@ -265,19 +264,14 @@ def photo_paths(count: int) -> list[str]:
 
 
 def _timed(function: Callable[..., Any], into: list[float]) -> Callable[..., Any]:
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        took = Took()
         try:
-            return function(*args, **kwargs)
+            with stopwatch() as took:
+                return function(*args, **kwargs)
         finally:
-            into.append(time.perf_counter() - started)
-    return timed
-
-
-def _time(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
+            into.append(took.wall)  # filled by the stopwatch, raised or not
+    return wrapped
 
 
 def _rss_gb(field: str) -> float:
@@ -323,19 +317,9 @@ def tree_rows(base: Path, rounds: int, figures: dict[str, float | str]) -> list[
 def _build_and_swap(tree: Any, plan: dict[str, dict[str, str]],
                     carry_over: bool) -> tuple[float, float]:
     """(build s, swap s); without `carry_over` every link is a new symlink."""
-    from photocluster.tree import generations
-
-    names = generations._symlink_names
-    if not carry_over:  # the live generation then offers nothing to carry over
-        generations._symlink_names = lambda _: set()  # type: ignore[assignment]
-    try:
-        started = time.perf_counter()
-        generation = tree.build(plan)
-        built = time.perf_counter()
-        tree.swap(generation)
-        return built - started, time.perf_counter() - built
-    finally:
-        generations._symlink_names = names
+    with stopwatch() as building:
+        generation = tree.build(plan, carry_over=carry_over)
+    return building.wall, timed(partial(tree.swap, generation))
 
 
 def _members(paths: list[str], homes: npt.NDArray[np.int64]) -> dict[str, list[str]]:
@@ -355,14 +339,14 @@ def _moved(homes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 def _plain_symlinks(directory: Path, plan: dict[str, dict[str, str]]) -> tuple[float, float]:
     """The reference: the same links with nothing but mkdir and os.symlink."""
-    started = time.perf_counter()
-    directory.mkdir()
-    for cluster, links in plan.items():
-        folder = os.fspath(directory / cluster)
-        os.mkdir(folder)
-        for name, photo in links.items():
-            os.symlink("../../photos/" + photo, folder + "/" + name)
-    return time.perf_counter() - started, 0.0
+    with stopwatch() as took:
+        directory.mkdir()
+        for cluster, links in plan.items():
+            folder = os.fspath(directory / cluster)
+            os.mkdir(folder)
+            for name, photo in links.items():
+                os.symlink("../../photos/" + photo, folder + "/" + name)
+    return took.wall, 0.0
 
 
 def _tree_table(times: dict[str, list[tuple[float, float]]],

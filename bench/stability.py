@@ -111,7 +111,7 @@ def rules(name: str) -> Iterator[None]:
                         else None)
 
     with (mock.patch.object(clustering, "fit", fit_same_k_only),
-          mock.patch.object(clustering, "_keep_previous", _keep_previous_before)):
+          mock.patch.object(clustering, "keep_previous", _keep_previous_before)):
         yield
 
 
@@ -122,7 +122,7 @@ def _keep_previous_before(ks: tuple[int, ...], envelope: npt.NDArray[np.float64]
     if old < new:
         reduction = envelope[0] - envelope  # (len(ks),)
         return bool(reduction[old] >= 0.98 * reduction[new])
-    scores = clustering._elbow_scores(ks, envelope)
+    scores = clustering.elbow_scores(ks, envelope)
     return bool(scores[old] >= scores[new] - 0.02)
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from bench.common import OUT, Section, machine, table
+from bench.common import OUT, Section, machine, table, timed
 from bench.throughput import WEIGHTS_CACHE, camera_photos
 from photocluster import library
 from photocluster.config import load_config
@@ -125,9 +124,7 @@ def _timed_scan(cameras: list[Path], clips: list[Path]) -> float:
         with open(base / "photos" / f"clip_{index}.mp4", "ab") as extra:
             extra.write(bytes([index]))  # each its own content
     embedder = Vgg16Embedder(resolve("auto", "auto", WEIGHTS_CACHE), "float32", 16)
-    started = time.perf_counter()
-    sorted_counts(base, embedder)
-    return time.perf_counter() - started
+    return timed(lambda: sorted_counts(base, embedder))
 
 
 def _fresh(name: str) -> Path:

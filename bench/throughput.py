@@ -18,7 +18,6 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import cv2
 import numpy as np
 import pillow_heif
 
-from bench.common import DATASETS, OUT, REPO, Section, machine, table
+from bench.common import DATASETS, OUT, REPO, Section, machine, stopwatch, table
 from photocluster import library, photos, weights
 from photocluster.config import Config, load_config
 from photocluster.embedder import (
@@ -75,9 +74,9 @@ class Timing:
 
 
 def timed(action: Callable[[], object], count: int) -> Timing:
-    wall, cpu = time.perf_counter(), time.process_time()
-    action()
-    return Timing(time.perf_counter() - wall, time.process_time() - cpu, count)
+    with stopwatch() as took:
+        action()
+    return Timing(took.wall, took.cpu, count)
 
 
 @dataclass
@@ -137,10 +136,9 @@ def run(quick: bool) -> Section:
 
 
 def _built(source: WeightsFile, precision: str) -> tuple[Vgg16Embedder, Timing]:
-    started = time.perf_counter(), time.process_time()
-    embedder = Vgg16Embedder(source, precision, BATCH)
-    return embedder, Timing(time.perf_counter() - started[0],
-                            time.process_time() - started[1], 1)
+    with stopwatch() as took:
+        embedder = Vgg16Embedder(source, precision, BATCH)
+    return embedder, Timing(took.wall, took.cpu, 1)
 
 
 def measure(
@@ -320,12 +318,11 @@ class NaivePipeline:
         """The whole loop; `parts` then holds its decode and predict shares."""
         self._predict(self._decode(paths[0]))  # Keras builds its predict function on first use
         decode, predict = [0.0, 0.0], [0.0, 0.0]
-        started = (time.perf_counter(), time.process_time())
-        for path in paths:
-            pixels = _add_time(decode, self._decode, path)
-            _add_time(predict, self._predict, pixels)
-        whole = Timing(time.perf_counter() - started[0], time.process_time() - started[1],
-                       len(paths))
+        with stopwatch() as took:
+            for path in paths:
+                pixels = _add_time(decode, self._decode, path)
+                _add_time(predict, self._predict, pixels)
+        whole = Timing(took.wall, took.cpu, len(paths))
         self.parts = {"decode": Timing(decode[0], decode[1], len(paths)),
                       "predict": Timing(predict[0], predict[1], len(paths))}
         return whole
@@ -343,10 +340,10 @@ class NaivePipeline:
 
 def _add_time(total: list[float], action: Callable[[T], np.ndarray], argument: T) -> np.ndarray:
     """action(argument), its wall and CPU seconds added to total[0] and total[1]."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = action(argument)
-    total[0] += time.perf_counter() - wall
-    total[1] += time.process_time() - cpu
+    with stopwatch() as took:
+        result = action(argument)
+    total[0] += took.wall
+    total[1] += took.cpu
     return result
 
 

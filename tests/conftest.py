@@ -1,45 +1,19 @@
-"""Shared test fixtures: a fake embedder for plumbing, config files, photo sets, real weights."""
+"""Fixtures and hooks only; what tests share otherwise lives in tests/support/."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from photocluster.embedder import PAD_RGB
+from tests.support.config import write_config
+from tests.support.fakes import FakeEmbedder, ReplayEmbedder, pixels_key
+from tests.support.photos import COLOURS, REPO, Scanned, copy_dataset, write_photo
 
-REPO = Path(__file__).resolve().parents[1]
-DATASETS = REPO.parent / "shared" / "datasets"
 TEST_CACHE = REPO / ".test-cache"
-
-
-class FakeEmbedder:
-    """Colour layout as a vector: same-coloured photos land together. For plumbing tests."""
-
-    fingerprint = "fake-embedder-1"
-    input_size = 32
-    pad_rgb = PAD_RGB
-    dim = 512
-    batch_size = 8
-
-    def __init__(self) -> None:
-        self.embedded = 0  # photos passed through the model, to prove reuse
-
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        self.embedded += len(images)
-        count = len(images)
-        grid = images.reshape(count, 4, 8, 4, 8, 3).astype(np.float32).mean(axis=(2, 4))
-        features = np.zeros((count, self.dim), np.float32)
-        features[:, :48] = grid.reshape(count, 48) / 255.0 - 0.5
-        features[:, 48] = 0.05  # keeps a black photo away from the zero vector
-        return features / np.linalg.norm(features, axis=1, keepdims=True)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -69,20 +43,6 @@ def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
 
 
-def write_photo(path: Path, colour: tuple[int, int, int], size: int = 64, seed: int = 0) -> Path:
-    """A small JPEG of one colour (RGB) with a little noise, so each file is distinct."""
-    rng = np.random.default_rng(seed)
-    rgb = np.clip(np.array(colour) + rng.normal(0, 4, (size, size, 3)), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    path.write_bytes(encoded.tobytes())
-    return path
-
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
-
-
 @pytest.fixture
 def colour_library(tmp_path: Path) -> Path:
     """photos/<colour>/<colour>_<i>.jpg, 6 per colour; returns the photo root."""
@@ -93,47 +53,9 @@ def colour_library(tmp_path: Path) -> Path:
     return root
 
 
-def write_config(tmp_path: Path, extra: str = "") -> Path:
-    """A config.toml in tmp_path with photos/, clusters and state beside it."""
-    path = tmp_path / "config.toml"
-    path.write_text(
-        '[paths]\nphotos = "photos"\nclusters = "clusters"\nstate = "state"\n'
-        "[clustering]\nk_min = 2\nk_max = 6\n" + extra,
-        encoding="utf-8",
-    )
-    return path
-
-
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     return write_config(tmp_path)
-
-
-def tree_snapshot(root: Path) -> dict[str, str]:
-    """relative path -> sha256 of every file under root: proves originals are untouched."""
-    return {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and not path.is_symlink()
-    }
-
-
-def require_dataset(name: str) -> Path:
-    folder = DATASETS / name
-    if not folder.is_dir():
-        pytest.skip(f"photo set {folder} is absent (tests read ../shared/datasets beside the repo)")
-    return folder
-
-
-def copy_dataset(name: str, target: Path) -> dict[str, str]:
-    """Copy a labelled set into target; returns relative path -> label (the folder name)."""
-    source = require_dataset(name)
-    shutil.copytree(source, target)
-    return {
-        str(path.relative_to(target)): path.parent.name
-        for path in sorted(target.rglob("*"))
-        if path.is_file()
-    }
 
 
 @pytest.fixture(scope="session")
@@ -146,16 +68,6 @@ def real_weights() -> object:
         return weights.resolve("auto", "auto", TEST_CACHE / "weights")
     except WeightsError as error:
         pytest.skip(f"real VGG16 weights unavailable: {error}")
-
-
-MakeEmbedder = Callable[..., object]
-
-
-@dataclass(frozen=True)
-class Scanned:
-    root: Path
-    config: Path
-    labels: dict[str, str]  # photo relative path -> category
 
 
 @pytest.fixture(scope="session")
@@ -174,27 +86,6 @@ def scanned_set_a(tmp_path_factory: pytest.TempPathFactory, real_weights: object
     config.write_text(config.read_text().replace("k_max = 6", "k_max = 24"))
     assert cli.main(["-c", str(config), "scan"]) == 0
     return Scanned(base, config, labels)
-
-
-def pixels_key(image: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).hexdigest()
-
-
-class ReplayEmbedder:
-    """The real model's vectors, looked up by the decoded pixels: real clusters without
-    running TensorFlow again. A photo the scan never saw raises KeyError."""
-
-    input_size = 224
-    pad_rgb = PAD_RGB
-    dim = 512
-    batch_size = 16
-
-    def __init__(self, fingerprint: str, vectors: dict[str, np.ndarray]) -> None:
-        self.fingerprint = fingerprint
-        self.vectors = vectors  # pixels_key of the decoded photo -> (512,) float32
-
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        return np.stack([self.vectors[pixels_key(image)] for image in images])
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,11 @@ import pytest
 
 from photocluster import cli, library, locking
 from photocluster.config import load_config
-from tests.config_support import SAYS, bad_config, unprivileged
-from tests.conftest import REPO, FakeEmbedder, write_config
-from tests.daemon_support import DaemonProcess, all_linked, wait_until
+from tests.support.config import SAYS, bad_config, unprivileged, write_config
+from tests.support.consistency import all_linked
+from tests.support.daemon import DaemonProcess, wait_until
+from tests.support.fakes import FakeEmbedder
+from tests.support.photos import REPO
 
 FAST = "[watch]\nsettle_seconds = 0.3\nrescan_every_minutes = 0\n"
 

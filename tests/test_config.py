@@ -10,7 +10,7 @@ import pytest
 
 from photocluster.config import BOUNDS, Bounds, Config, load_config
 from photocluster.errors import ConfigError
-from tests.config_support import BAD_KINDS, SAYS, bad_config, unprivileged
+from tests.support.config import BAD_KINDS, SAYS, bad_config, unprivileged
 
 REPO = Path(__file__).resolve().parents[1]
 

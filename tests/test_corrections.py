@@ -21,8 +21,10 @@ from photocluster.library import Library
 from photocluster.progress import Progress, no_pulse
 from photocluster.tree import ClusterTree
 from photocluster.watch import Change
-from tests.conftest import COLOURS, FakeEmbedder, write_config, write_photo
-from tests.daemon_support import assert_consistent, linked
+from tests.support.config import write_config
+from tests.support.consistency import assert_consistent, linked
+from tests.support.fakes import FakeEmbedder
+from tests.support.photos import COLOURS, write_photo
 
 
 def _library(base: Path, per_colour: int = 6) -> Path:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from photocluster import cli, status
-from tests.conftest import write_config
-from tests.daemon_support import DaemonProcess, all_linked, assert_consistent, linked, wait_until
+from tests.support.config import write_config
+from tests.support.consistency import all_linked, assert_consistent, linked
+from tests.support.daemon import DaemonProcess, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,16 +14,11 @@ import pytest
 
 from photocluster import photos
 from photocluster.store import Store
-from tests.conftest import COLOURS, FakeEmbedder, write_config, write_photo
-from tests.daemon_support import (
-    DaemonProcess,
-    NotifyListener,
-    all_linked,
-    assert_consistent,
-    catalog_paths,
-    linked,
-    wait_until,
-)
+from tests.support.config import write_config
+from tests.support.consistency import all_linked, assert_consistent, catalog_paths, linked
+from tests.support.daemon import DaemonProcess, NotifyListener, wait_until
+from tests.support.fakes import FakeEmbedder
+from tests.support.photos import COLOURS, write_photo
 
 pytestmark = pytest.mark.timeout(120)
 

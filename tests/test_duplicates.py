@@ -2,7 +2,7 @@
 shown best first in `_duplicates/`, counted by `status`; `photocluster similar`; the overview
 pages of a scanned library.
 
-Photos are 4 x 4 grids of random colours: to the fake model (tests.conftest.FakeEmbedder, the
+Photos are 4 x 4 grids of random colours: to the fake model (tests.support.fakes.FakeEmbedder, the
 colour layout) two grids are far apart, while a grid's resized or re-compressed copy (OpenCV)
 keeps its layout and lands next to it.
 """
@@ -26,11 +26,13 @@ from photocluster.store import Store
 from photocluster.tree import ranked
 from photocluster.tree.names import NAME_MAX
 from photocluster.watch import Change
-from tests import chromium, page_example
-from tests.conftest import FakeEmbedder, tree_snapshot, write_config
-from tests.daemon_support import assert_consistent
-from tests.test_page import COLLECT, path_of
-from tests.test_placement import counting
+from tests.support import chromium, page_example
+from tests.support.chromium import COLLECT, path_of
+from tests.support.config import write_config
+from tests.support.consistency import assert_consistent
+from tests.support.fakes import FakeEmbedder
+from tests.support.photos import tree_snapshot
+from tests.support.reads import counting
 
 UNDATED = "[tree]\ndated_names = false\n"
 Folders = dict[str, dict[str, str]]  # group folder -> {link name -> photo path}

@@ -21,15 +21,11 @@ from photocluster.config import load_config
 from photocluster.embedder import WeightsFile
 from photocluster.errors import StateError, WeightsError
 from photocluster.store import Store
-from tests.conftest import COLOURS, FakeEmbedder, write_photo
-from tests.daemon_support import DaemonProcess, assert_consistent, wait_until
-from tests.test_reliability import (
-    RECLUSTERED,
-    assert_tree_safe,
-    make_library,
-    populate,
-    wait_settled,
-)
+from tests.support.consistency import assert_consistent, assert_tree_safe, wait_settled
+from tests.support.crash import RECLUSTERED, make_library, populate
+from tests.support.daemon import DaemonProcess, wait_until
+from tests.support.fakes import FakeEmbedder
+from tests.support.photos import COLOURS, write_photo
 
 pytestmark = pytest.mark.timeout(120)
 

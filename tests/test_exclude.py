@@ -19,7 +19,7 @@ from photocluster.photos.exclude import pattern_problem
 from photocluster.watch import Change, ChangeFeed
 from photocluster.watch import observers as observers_module
 from photocluster.watch.settle import Settler
-from tests.takeout_tree import rclone_tree, takeout_tree
+from tests.support.takeout_tree import rclone_tree, takeout_tree
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SETTLE = 0.2

@@ -12,7 +12,8 @@ import pytest
 
 from photocluster import ingest, photos
 from photocluster.store import Store
-from tests.conftest import FakeEmbedder, write_photo
+from tests.support.fakes import FakeEmbedder
+from tests.support.photos import write_photo
 
 LIMITS = ingest.Limits(max_bytes=1 << 24, max_pixels=10_000_000)
 WAIT = 10.0  # seconds; only ever reached when the behaviour under test is broken

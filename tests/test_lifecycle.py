@@ -14,16 +14,10 @@ import pytest
 
 from photocluster.errors import StateError
 from photocluster.fsutil import TEMP_PREFIX
-from tests.conftest import COLOURS, write_config, write_photo
-from tests.daemon_support import (
-    DaemonProcess,
-    NotifyListener,
-    all_linked,
-    assert_consistent,
-    catalog_paths,
-    linked,
-    wait_until,
-)
+from tests.support.config import write_config
+from tests.support.consistency import all_linked, assert_consistent, catalog_paths, linked
+from tests.support.daemon import DaemonProcess, NotifyListener, wait_until
+from tests.support.photos import COLOURS, write_photo
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -14,7 +14,7 @@ from PIL import Image
 from photocluster import neardup, photos
 from photocluster.embedder import PAD_RGB
 from photocluster.neardup import Joined, Member
-from tests.conftest import require_dataset
+from tests.support.photos import require_dataset
 
 THRESHOLD = 0.08
 DIM = 512

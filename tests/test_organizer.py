@@ -278,6 +278,15 @@ def test_a_rebuild_carries_unchanged_links_over_as_hard_links(tree: ClusterTree)
                 assert os.path.samestat(old, new) and new.st_nlink == 2, (cluster, name)
 
 
+def test_a_build_without_carry_over_makes_every_link_new(tree: ClusterTree) -> None:
+    plan = plan_tree(MEMBERS)
+    build_and_swap(tree, plan)
+    second = tree.build(plan, carry_over=False)  # the bench's reference: no hard links
+    tree.swap(second)
+    assert tree.read_plan() == plan
+    assert all(os.lstat(link).st_nlink == 1 for link in second.glob("*/*"))
+
+
 def test_a_carried_over_link_survives_the_deletion_of_its_generation(tree: ClusterTree) -> None:
     plan = plan_tree(MEMBERS)
     for _ in range(3):

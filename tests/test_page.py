@@ -8,7 +8,7 @@ import os
 import stat
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes
 
 import cv2
 import numpy as np
@@ -27,8 +27,9 @@ from photocluster.tree.page import (
     page_name,
     write_pages,
 )
-from tests import chromium, page_example
-from tests.page_example import Photo
+from tests.support import chromium, page_example
+from tests.support.chromium import COLLECT, path_of
+from tests.support.page_example import Photo
 
 HASHES = [f"{n:02x}" + "ab" * 31 for n in range(256)]  # 64 hex digits, like sha256
 ODD_CLUSTER = '<i>Beach & "2019" #1?'
@@ -234,24 +235,6 @@ def test_a_content_hash_that_is_not_lower_case_hex_is_refused(content: str) -> N
 
 # ---- in a real browser
 
-COLLECT = """(async () => {
-  const images = [...document.images];
-  for (const image of images) {  // lazy: each loads once scrolled near the viewport
-    image.scrollIntoView({block: "center"});
-    const until = performance.now() + 5000;
-    while (!image.complete && performance.now() < until) {
-      await new Promise(done => setTimeout(done, 10));
-    }
-  }
-  return {
-    title: document.title,
-    tiles: [...document.querySelectorAll("a.tile")].map(a => a.href),
-    images: images.map(i => ({src: i.src, loaded: i.complete && i.naturalWidth > 0})),
-    links: [...document.querySelectorAll("main a[href]")].map(a => a.href),
-  };
-})()"""
-
-
 def odd_library() -> dict[str, list[Photo]]:
     """Three clusters whose folder and file names need escaping, one named "index"."""
     names = {
@@ -270,10 +253,6 @@ def solid_jpeg(level: int) -> bytes:
     ok, encoded = cv2.imencode(".jpg", image)
     assert ok
     return bytes(encoded.tobytes())
-
-
-def path_of(url: str) -> bytes:
-    return unquote_to_bytes(urlsplit(url).path)
 
 
 @pytest.mark.slow

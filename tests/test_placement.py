@@ -4,10 +4,6 @@ photo are one clustering member with one link."""
 from __future__ import annotations
 
 import shutil
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,36 +12,11 @@ from photocluster import library, photos, recluster
 from photocluster.config import load_config
 from photocluster.progress import Progress
 from photocluster.watch import Change
-from tests.conftest import COLOURS, FakeEmbedder, write_config, write_photo
-from tests.daemon_support import assert_consistent, linked
-
-
-@dataclass
-class Reads:
-    rows: int = 0  # rows handed to Python
-    steps: int = 0  # SQLite virtual-machine steps, in thousands: work done inside queries
-
-
-@contextmanager
-def counting(conn: sqlite3.Connection) -> Iterator[Reads]:
-    """Count what the connection reads while the block runs (white box: the store's own)."""
-    reads = Reads()
-
-    def row(cursor: sqlite3.Cursor, values: tuple[object, ...]) -> tuple[object, ...]:
-        reads.rows += 1
-        return values
-
-    def step() -> int:
-        reads.steps += 1
-        return 0  # 0: go on
-
-    conn.row_factory, previous = row, conn.row_factory
-    conn.set_progress_handler(step, 1000)
-    try:
-        yield reads
-    finally:
-        conn.row_factory = previous
-        conn.set_progress_handler(None, 0)
+from tests.support.config import write_config
+from tests.support.consistency import assert_consistent, linked
+from tests.support.fakes import FakeEmbedder
+from tests.support.photos import COLOURS, write_photo
+from tests.support.reads import Reads, counting
 
 
 def _progress(total: int) -> Progress:

@@ -17,9 +17,11 @@ from watchdog.observers import inotify_c
 from photocluster import cli
 from photocluster.watch import Change, ChangeFeed
 from photocluster.watch.poller import FolderPoller
-from tests.conftest import COLOURS, write_config, write_photo
-from tests.daemon_harness import watch_limit
-from tests.daemon_support import DaemonProcess, all_linked, wait_until
+from tests.support.config import write_config
+from tests.support.consistency import all_linked
+from tests.support.daemon import DaemonProcess, wait_until
+from tests.support.harness import watch_limit
+from tests.support.photos import COLOURS, write_photo
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from photocluster import cli, photos
 from photocluster.embedder import PAD_RGB, Vgg16Embedder, WeightsFile
 from photocluster.store import Store
 from photocluster.tree import ClusterTree
-from tests.conftest import DATASETS, Scanned
+from tests.support.photos import DATASETS, Scanned
 
 pytestmark = [pytest.mark.weights, pytest.mark.datasets, pytest.mark.slow]
 

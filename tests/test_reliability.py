@@ -1,10 +1,11 @@
 """The daemon keeps working and loses nothing: kill -9 at any moment, inotify overflow under
 load, a full disk, and a photo folder that vanishes or briefly lists as empty.
 
-Each test runs the real daemon (tests/daemon_harness.py) with the fake embedder; the harness's
+Each test runs the real daemon (tests/support/harness.py) with the fake embedder; the harness's
 test hooks widen the dangerous windows (a tree swap, an index save) and simulate what cannot be
 had for real in a test (a full disk, a flaky network mount). The crash trial and the load run
-are plain functions so that bench/reliability.py runs many more of them.
+live in tests/support/ (crash.py, overflow.py) so that bench/reliability.py runs many more
+of them (through `python -m tests.support.trials`).
 """
 
 from __future__ import annotations
@@ -13,15 +14,10 @@ import errno
 import json
 import logging
 import os
-import random
-import shutil
 import signal
 import sqlite3
-import threading
 import time
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,233 +32,27 @@ from photocluster.store import NewFile, Store
 from photocluster.tree import ClusterTree
 from photocluster.watch.change import Change
 from photocluster.watch.settle import Settler
-from tests.conftest import COLOURS, FakeEmbedder, write_config, write_photo
-from tests.daemon_support import (
-    DaemonProcess,
-    all_linked,
+from tests.support.consistency import (
     assert_consistent,
-    catalog_paths,
+    assert_tree_safe,
     linked,
-    wait_until,
+    wait_settled,
 )
+from tests.support.crash import crash_trial, make_library, populate
+from tests.support.daemon import DaemonProcess, wait_until
+from tests.support.fakes import FakeEmbedder
+from tests.support.overflow import load_run
+from tests.support.photos import COLOURS, write_photo
 
 pytestmark = pytest.mark.timeout(180)
 
-FAST = "[watch]\nsettle_seconds = 0.3\nrescan_every_minutes = 0\n"
-RECLUSTERED = "photocluster.recluster: recluster: "
-PALETTE = list(COLOURS.values()) + [(230, 220, 30), (200, 200, 200)]
-
-
 # ---------------------------------------------------------------------------- shared helpers
-
-
-def make_library(base: Path, per_colour: int = 6, extra: str = FAST) -> Path:
-    """base/photos/<colour>/<colour>_<i>.jpg and base/config.toml; returns the config path."""
-    for name, colour in COLOURS.items():
-        for index in range(per_colour):
-            write_photo(base / "photos" / name / f"{name}_{index}.jpg", colour, seed=index)
-    return write_config(base, extra)
-
-
-def photos_on_disk(base: Path) -> set[str]:
-    return {rel for rel, _ in photos.walk(base / "photos")}
-
-
-def assert_tree_safe(base: Path) -> None:
-    """No temp names in the live tree or beside it; every link is relative, resolves to a
-    regular file inside the photo root, and is not itself inside the photo root."""
-    root = os.path.realpath(base / "photos")
-    live = ClusterTree(base / "clusters", base / "photos").live()
-    assert live is not None, "no live cluster tree"
-    generations = live.parent
-    assert not [e for e in os.listdir(generations) if e.startswith(fsutil.TEMP_PREFIX)]
-    assert not [e for e in os.listdir(base) if fsutil.TEMP_PREFIX in e]
-    for cluster in os.scandir(live):
-        if cluster.name.startswith("_"):
-            continue
-        for link in os.scandir(cluster.path):
-            assert not link.name.startswith(fsutil.TEMP_PREFIX), f"temp name {link.path}"
-            target = os.readlink(link.path)
-            assert not os.path.isabs(target), f"absolute link {link.path}"
-            resolved = os.path.realpath(link.path)
-            assert resolved.startswith(root + "/"), f"{link.path} leaves the photo root"
-            assert os.path.isfile(resolved) and not os.path.islink(resolved)
-
-
-def wait_settled(base: Path, timeout: float = 60) -> None:
-    """Every photo on disk is linked exactly once (the tree is derived from the catalog)."""
-    wait_until(lambda: all_linked(base), timeout, "every photo on disk to be linked once")
-
-
-@dataclass
-class Burst:
-    """Random changes to the photo folder: copies, renames, moves, deletes, new folders."""
-
-    base: Path
-    rng: random.Random
-    tag: str  # in every name this burst makes: bursts on one library never collide
-    made: int = 0
-    log: list[str] = field(default_factory=list)
-
-    def existing(self) -> list[Path]:
-        return [self.base / "photos" / rel for rel in sorted(photos_on_disk(self.base))]
-
-    def step(self) -> None:
-        kind = self.rng.choice(
-            ["copy", "copy", "copy", "rename", "move", "delete", "duplicate", "modify", "folder"]
-            + ["away"] * (self.rng.random() < 0.2)
-        )
-        files = self.existing()
-        if kind in ("rename", "move", "delete", "duplicate", "modify") and len(files) < 10:
-            kind = "copy"
-        getattr(self, f"_{kind}")(files)
-        self.log.append(kind)
-
-    def _new(self, folder: Path) -> Path:
-        self.made += 1
-        colour = self.rng.choice(PALETTE)
-        name, seed = f"n{self.tag}-{self.made:03d}.jpg", zlib.crc32(self.tag.encode()) + self.made
-        return write_photo(folder / name, colour, size=40, seed=seed)
-
-    def _copy(self, files: list[Path]) -> None:
-        folder = self.rng.choice(["red", "green", "blue", "new"])
-        self._new(self.base / "photos" / folder)
-
-    def _rename(self, files: list[Path]) -> None:
-        source = self.rng.choice(files)
-        self.made += 1
-        source.rename(source.with_name(f"r{self.tag}-{self.made:03d}.jpg"))
-
-    def _move(self, files: list[Path]) -> None:
-        source = self.rng.choice(files)
-        target = self.base / "photos" / self.rng.choice(["red", "green", "blue", "moved"])
-        target.mkdir(exist_ok=True)
-        self.made += 1
-        source.rename(target / f"m{self.tag}-{self.made:03d}.jpg")
-
-    def _delete(self, files: list[Path]) -> None:
-        self.rng.choice(files).unlink()
-
-    def _duplicate(self, files: list[Path]) -> None:
-        source = self.rng.choice(files)
-        self.made += 1
-        shutil.copyfile(source, source.with_name(f"d{self.tag}-{self.made:03d}.jpg"))
-
-    def _modify(self, files: list[Path]) -> None:
-        target = self.rng.choice(files)
-        write_photo(target, self.rng.choice(PALETTE), size=40, seed=10_000 + self.made)
-        self.made += 1
-
-    def _folder(self, files: list[Path]) -> None:
-        """A folder of photos moved in at once: the watcher asks for a rescan of it, which
-        ends with an index save."""
-        self.made += 1
-        staging = self.base / f"staging-{self.tag}-{self.made}"
-        for _ in range(4):
-            self._new(staging)
-        staging.rename(self.base / "photos" / f"folder{self.tag}-{self.made:03d}")
-
-    def _away(self, files: list[Path]) -> None:
-        """A folder moved out of the photo root, sometimes replaced by a symlink to where it
-        went: its photos are gone, and nothing behind the symlink may be read or linked."""
-        folders = sorted({file.parent for file in files} - {self.base / "photos"})
-        if not folders:
-            return
-        folder = self.rng.choice(folders)
-        self.made += 1
-        outside = self.base / f"outside-{self.tag}-{self.made}"
-        folder.rename(outside)
-        if self.rng.random() < 0.5:
-            folder.symlink_to(outside, target_is_directory=True)
-
-
-HOOK_LINES = {
-    "swap": ["test hook: tree built", "test hook: swapping", "test hook: swapped"],
-    "save": ["test hook: saving index.ids", "test hook: saving index.stamp"],
-}
-
-
-def crash_trial(base: Path, seed: int, window: str) -> str:
-    """One trial on an already populated, stopped library at `base`: start the daemon, change
-    the folder while killing it with SIGKILL at a random moment (window "random") or inside a
-    tree swap or an index save ("swap", "save"), change more while it is down, restart, let it
-    settle, stop it and check everything. Returns what was hit ("" when the window was
-    missed); raises AssertionError on any loss, duplicate or dangling link."""
-    rng = random.Random(seed)
-    env = {} if window == "random" else {
-        "PHOTOCLUSTER_TEST_SLOW_SWAP": "0.4",
-        "PHOTOCLUSTER_TEST_SLOW_SAVE": "0.4",
-    }
-    daemon = DaemonProcess(base / "config.toml", env)
-    try:
-        hit = _burst_and_kill(daemon, Burst(base, rng, f"t{seed}"), rng, window)
-    finally:
-        daemon.kill()  # already killed unless something failed: never leave one running
-    after = Burst(base, rng, f"t{seed}down")
-    for _ in range(rng.randrange(0, 6)):  # the folder keeps changing while the daemon is down
-        after.step()
-    restarted = DaemonProcess(base / "config.toml")
-    try:
-        wait_settled(base, timeout=90)
-        code = restarted.stop(timeout=30)
-    finally:
-        restarted.kill()
-    assert code == 0, restarted.log[-3000:]
-    assert_tree_safe(base)
-    assert_consistent(base)
-    return hit
-
-
-def _burst_and_kill(daemon: DaemonProcess, burst: Burst, rng: random.Random, window: str) -> str:
-    daemon.wait_for_log("photocluster.watch.feed: watching", timeout=60)
-    lines = [rng.choice(HOOK_LINES[window])] if window in HOOK_LINES else []
-    seen = {line: daemon.log.count(line) for line in lines}
-    killer = _Killer(daemon, lines, seen, rng.uniform(0.0, 3.0) if window == "random" else 20.0)
-    killer.start()
-    while not killer.done.is_set():
-        burst.step()
-        time.sleep(rng.uniform(0.0, 0.06))
-        if burst.made > 400:  # never hit: stop feeding, the killer's deadline ends it
-            killer.done.wait()
-    killer.join()
-    return killer.hit
-
-
-class _Killer(threading.Thread):
-    """SIGKILLs the daemon when one of `lines` appears once more in its log, or at `deadline`
-    seconds from now."""
-
-    def __init__(
-        self, daemon: DaemonProcess, lines: list[str], seen: dict[str, int], deadline: float
-    ) -> None:
-        super().__init__(name="killer")
-        self.target, self.lines, self.seen = daemon, lines, seen
-        self.deadline = time.monotonic() + deadline
-        self.done = threading.Event()
-        self.hit = "" if lines else f"random {deadline:.2f} s"
-
-    def run(self) -> None:
-        try:
-            while time.monotonic() < self.deadline and not self.hit:
-                log = self.target.log
-                self.hit = next((x for x in self.lines if log.count(x) > self.seen[x]), "")
-                time.sleep(0.02)
-            self.target.kill()
-        finally:
-            self.done.set()
 
 
 @pytest.fixture
 def library_base(tmp_path: Path) -> Iterator[Path]:
     make_library(tmp_path)
     yield tmp_path
-
-
-def populate(base: Path) -> None:
-    """What the daemon's first run leaves, made in-process (`scan`): faster than a daemon."""
-    config = load_config(base / "config.toml")
-    with library.open_library(config, "scan", lambda _: FakeEmbedder()) as lib:
-        library.scan(lib, show_bar=False)
 
 
 # ---------------------------------------------------------------------------- crash trials
@@ -278,54 +68,6 @@ def test_kill_9_during_a_burst_then_restart_loses_duplicates_and_dangles_nothing
 
 
 # ---------------------------------------------------------------------------- load
-
-
-def drop_and_overflow(base: Path, count: int, staging: Path) -> float:
-    """With the daemon's inotify reader stalled, overflow the kernel queue, then drop `count`
-    JPEGs (their events are lost), then let the reader go. Returns when the drop began."""
-    flag = base / "stall-inotify"
-    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
-    flood_a, flood_b = base / "photos" / "flood-a.txt", base / "photos" / "flood-b.txt"
-    flood_a.touch()
-    flood_b.touch()
-    for index in range(limit + 100):  # alternate: the kernel merges identical neighbours
-        os.utime(flood_a if index & 1 else flood_b, ns=(index, index))
-    started = time.monotonic()
-    shutil.copytree(staging, base / "photos" / "dropped")
-    flag.unlink()
-    return started
-
-
-def make_small_jpegs(folder: Path, count: int) -> None:
-    for index in range(count):
-        colour = PALETTE[index % len(PALETTE)]
-        write_photo(folder / f"{index // 500:02d}" / f"p{index:05d}.jpg", colour, size=16,
-                    seed=index)
-
-
-def load_run(base: Path, count: int, timeout: float) -> tuple[int, float, str]:
-    """`count` small JPEGs dropped at once into the running daemon with a forced inotify
-    overflow. Returns (photos indexed, seconds from the drop until all were linked, log)."""
-    make_library(base, per_colour=2)
-    staging = base / "staging"
-    make_small_jpegs(staging, count)
-    flag = base / "stall-inotify"
-    daemon = DaemonProcess(base / "config.toml", {"PHOTOCLUSTER_TEST_STALL_INOTIFY": str(flag)})
-    try:
-        daemon.wait_for_log(RECLUSTERED, timeout=60)
-        wait_settled(base)
-        flag.touch()
-        (base / "photos" / "wake.txt").touch()  # the reader reads this, then stalls
-        daemon.wait_for_log("test hook: inotify reader stalled")
-        started = drop_and_overflow(base, count, staging)
-        with_dropped = len(photos_on_disk(base))
-        wait_until(lambda: all_linked(base), timeout, f"{count} dropped photos to be linked")
-        seconds = time.monotonic() - started
-        indexed = sum(1 for path in catalog_paths(base / "state") if path.startswith("dropped/"))
-        assert len(catalog_paths(base / "state")) == with_dropped
-    finally:
-        assert daemon.stop(timeout=60) == 0
-    return indexed, seconds, daemon.log
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ load.
 
 Not through systemd: `systemd-run --user` and `systemd-run --scope` need a running systemd
 manager, and CI machines and containers have none (PID 1 is not systemd). The filters are
-loaded by `tests/seccomp_sandbox.py` with libseccomp, from the allow-list that
+loaded by `tests/support/seccomp.py` with libseccomp, from the allow-list that
 `systemd-analyze syscall-filter` prints on this machine.
 """
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_config, write_photo
-from tests.daemon_support import all_linked
-from tests.seccomp_sandbox import find_libseccomp, system_service_syscalls
+from tests.support.config import write_config
+from tests.support.consistency import all_linked
+from tests.support.photos import REPO, write_photo
+from tests.support.seccomp import find_libseccomp, system_service_syscalls
 
 ANALYZE = shutil.which("systemd-analyze")
 
@@ -37,7 +38,7 @@ pytestmark = [
 
 
 def sandboxed(allow_list: Path, *command: str) -> subprocess.CompletedProcess[str]:
-    runner = [sys.executable, "-m", "tests.seccomp_sandbox", str(allow_list)]
+    runner = [sys.executable, "-m", "tests.support.seccomp", str(allow_list)]
     return subprocess.run(
         [*runner, *command], capture_output=True, text=True, cwd=REPO, timeout=540
     )

@@ -11,8 +11,9 @@ import pytest
 from photocluster import library
 from photocluster.config import load_config
 from photocluster.store import Store
-from tests.conftest import COLOURS, FakeEmbedder, tree_snapshot, write_photo
-from tests.daemon_support import linked
+from tests.support.consistency import linked
+from tests.support.fakes import FakeEmbedder
+from tests.support.photos import COLOURS, tree_snapshot, write_photo
 
 
 def _scan(config_file: Path, embedder: FakeEmbedder) -> None:

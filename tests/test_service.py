@@ -27,7 +27,8 @@ from photocluster.service import reloaded
 from photocluster.signal_inbox import SignalInbox
 from photocluster.tree import ClusterTree, plan_tree
 from photocluster.tree.overview import write_overview
-from tests.conftest import COLOURS, write_config, write_photo
+from tests.support.config import write_config
+from tests.support.photos import COLOURS, write_photo
 
 # ---- signals
 

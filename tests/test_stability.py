@@ -1,7 +1,7 @@
 """Stable folders: names survive a recluster after growth, and a recluster of unchanged data.
 
 The set A tests use the real model's vectors from the session's one scan of set A
-(`scanned_set_a` in conftest.py, shared with test_quality.py), replayed by `set_a_replay`.
+(`scanned_set_a` in tests/conftest.py, shared with test_quality.py), replayed by `set_a_replay`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import pytest
 from photocluster import cli, library, recluster
 from photocluster.config import ClusteringConfig, load_config
 from photocluster.tree import ClusterTree
-from tests.conftest import ReplayEmbedder, copy_dataset, write_config
+from tests.support.config import write_config
+from tests.support.fakes import ReplayEmbedder
+from tests.support.photos import copy_dataset
 
 real_set_a = [pytest.mark.weights, pytest.mark.datasets, pytest.mark.slow]
 

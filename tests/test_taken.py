@@ -25,7 +25,13 @@ from photocluster.photos.taken import (
     taken_time,
 )
 from photocluster.tree.names import NAME_MAX, dated_name
-from tests.takeout_tree import TreeFacts, photo_bytes, rclone_tree, sidecar_json, takeout_tree
+from tests.support.takeout_tree import (
+    TreeFacts,
+    photo_bytes,
+    rclone_tree,
+    sidecar_json,
+    takeout_tree,
+)
 
 RED = (200, 30, 30)
 SUMMER = datetime(2023, 7, 14, 18, 2, 11, tzinfo=timezone(timedelta(hours=2)))

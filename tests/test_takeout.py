@@ -18,9 +18,10 @@ from photocluster import library, photos
 from photocluster.config import load_config
 from photocluster.records import Taken
 from photocluster.tree.names import dated_name
-from tests.conftest import FakeEmbedder, write_config
-from tests.daemon_support import assert_consistent, linked
-from tests.takeout_tree import TreeFacts, rclone_tree, takeout_tree
+from tests.support.config import write_config
+from tests.support.consistency import assert_consistent, linked
+from tests.support.fakes import FakeEmbedder
+from tests.support.takeout_tree import TreeFacts, rclone_tree, takeout_tree
 
 RANK = {"exif": 0, "sidecar": 1, "mtime": 2}
 

@@ -14,8 +14,10 @@ from photocluster import cli, library, status, vanish
 from photocluster.config import load_config
 from photocluster.progress import Progress
 from photocluster.watch import Change
-from tests.conftest import COLOURS, FakeEmbedder, write_config, write_photo
-from tests.daemon_support import assert_consistent, linked
+from tests.support.config import write_config
+from tests.support.consistency import assert_consistent, linked
+from tests.support.fakes import FakeEmbedder
+from tests.support.photos import COLOURS, write_photo
 
 # ---- the rules, pure
 

@@ -20,7 +20,7 @@ from photocluster.photos.video import (
     video_fingerprint,
     video_frames,
 )
-from tests.takeout_tree import photo_bytes, takeout_tree, write_video
+from tests.support.takeout_tree import photo_bytes, takeout_tree, write_video
 
 FILL = (124, 116, 104)  # a padding colour no test frame has
 EDGE = 32

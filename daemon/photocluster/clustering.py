@@ -279,17 +279,20 @@ def _grow(sample: npt.NDArray[np.float32], k_max: int, seed: int) -> Iterator[An
     model = _lloyd(sample, sample.mean(axis=0, keepdims=True), seed)
     yield model
     for _ in range(1, k_max):
-        centres = _split_best(sample, model, seed)  # (k + 1, d) float32, or None
+        centres = split_best(sample, model, seed)  # (k + 1, d) float32, or None
         if centres is None:
             return
         model = _lloyd(sample, centres, seed)
         yield model
 
 
-def _split_best(
+def split_best(
     sample: npt.NDArray[np.float32], model: Any, seed: int
 ) -> npt.NDArray[np.float32] | None:
-    """The centres after splitting the cluster whose 2-means split gains the most."""
+    """The centres after splitting the cluster whose 2-means split gains the most.
+
+    Public, with `two_means`, as the growth rule: bench/quality.py swaps in the rule it
+    replaced to measure the difference."""
     labels = model.labels_  # (m,)
     centres = np.asarray(model.cluster_centers_, dtype=np.float32)  # (k, d)
     best_gain, best = 0.0, None
@@ -297,7 +300,7 @@ def _split_best(
         members = sample[labels == cluster]  # (c, d)
         if len(members) < 2:
             continue
-        halves = _two_means(members, seed)
+        halves = two_means(members, seed)
         residual = members - centres[cluster]  # (c, d)
         gain = float(np.einsum("ij,ij->", residual, residual)) - float(halves.inertia_)
         if gain > best_gain:
@@ -308,7 +311,8 @@ def _split_best(
     return np.vstack([kept, best[1]]).astype(np.float32)
 
 
-def _two_means(members: npt.NDArray[np.float32], seed: int) -> Any:
+def two_means(members: npt.NDArray[np.float32], seed: int) -> Any:
+    """A fitted 2-means of `members` (c, d): the split `split_best` weighs for each cluster."""
     halves = KMeans(n_clusters=2, init="k-means++", n_init=FIT_N_INIT, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # identical members
@@ -332,7 +336,7 @@ def _resized(
     """`start` `(j, d)` brought to k centres `(k, d)` on the sample, one cluster at a time.
 
     Growing splits the cluster whose 2-means split removes the most squared error, as the
-    elbow's sweep does (`_split_best`); shrinking merges the pair whose merge adds the least
+    elbow's sweep does (`split_best`); shrinking merges the pair whose merge adds the least
     (`_merge_cheapest`). Each step leaves every other cluster as it was, so the clusters that
     did not take part keep their photos and names. Lloyd settles the sample after each step.
     When no cluster can be split (too few distinct points), the fresh start is used instead.
@@ -343,7 +347,7 @@ def _resized(
     while model.n_clusters != k:
         # one cluster fewer or more, (k' - 1, d) or (k' + 1, d); None when none can split
         centres = (_merge_cheapest(model) if model.n_clusters > k
-                   else _split_best(sample, model, seed))
+                   else split_best(sample, model, seed))
         if centres is None:
             model = _best_start(sample, k, seed)
             break
@@ -412,25 +416,26 @@ def _pick_k(
     """The knee (or the fallback) with hysteresis applied; also whether kneed found a knee."""
     # k clusters can always do as well as k - 1: a bad k-means run must not fake a knee
     envelope = np.minimum.accumulate(np.asarray(inertias, dtype=np.float64))
-    scores = _elbow_scores(ks, envelope)
+    scores = elbow_scores(ks, envelope)
     knee = _kneed_knee(ks, envelope)
     chosen = knee if knee is not None else ks[int(np.argmax(scores))]
     if knee is None:
         logger.info("no knee in the elbow curve over k=%d..%d; using k=%d", ks[0], ks[-1], chosen)
     if previous_k is not None and previous_k in ks and previous_k != chosen:
         old, new = ks.index(previous_k), ks.index(chosen)
-        if _keep_previous(ks, envelope, old, new):
+        if keep_previous(ks, envelope, old, new):
             logger.debug("elbow: keeping the previous k=%d over k=%d", previous_k, chosen)
             chosen = previous_k
     return chosen, knee is not None
 
 
-def _keep_previous(
+def keep_previous(
     ks: tuple[int, ...], envelope: npt.NDArray[np.float64], old: int, new: int
 ) -> bool:
     """The hysteresis rule of choose_k, on positions in the sweep: False when `new` is
-    clearly better than `old`."""
-    scores = _elbow_scores(ks, envelope)
+    clearly better than `old`. Public, with `elbow_scores`: bench/stability.py swaps in the
+    rule it replaced to measure the difference."""
+    scores = elbow_scores(ks, envelope)
     if scores[new] - scores[old] > FAR_SCORE:
         return False
     start = old if old < new else new - 1  # the gain counted from here up to `new`
@@ -441,7 +446,7 @@ def _keep_previous(
     return not (gain > 0 and gain >= CLEAR_GAIN * tail)
 
 
-def _elbow_scores(
+def elbow_scores(
     ks: tuple[int, ...], envelope: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
     """Kneedle's difference curve: how far each point lies below the normalised chord."""

@@ -143,7 +143,7 @@ class ClusterTree:
             os.rename(sheets / f"{old}.jpg", sheets / f"{new}.jpg")
         return True
 
-    def build(self, plan: LinkPlan, pulse: Pulse = no_pulse) -> Path:
+    def build(self, plan: LinkPlan, pulse: Pulse = no_pulse, carry_over: bool = True) -> Path:
         """Write `plan` as a new generation gen-<N+1> beside the live one and return its path.
 
         Built under a temp name and renamed when complete, so a crash leaves only a temp
@@ -157,13 +157,14 @@ class ClusterTree:
         swap 2.7 s against 3.4 s with every link new (bench/scale.py); after a mass deletion,
         when ext4 makes each new inode cost 0.1-0.6 ms of kernel time, link + readlink stays
         at 15-30 us a link. Where hard links are refused (EPERM, EXDEV, a file system without
-        them) every link is a new symlink.
+        them) every link is a new symlink. `carry_over=False` makes every link new even so: the
+        daemon never passes it; bench/scale_parts.py measures with it what carrying over saves.
         """
         check_plan(plan)
         fsutil.private_dir(self.generations)
         final = self.generations / f"gen-{self._highest() + 1:06d}"
         temp = self.generations / f"{TEMP_PREFIX}{final.name}-{secrets.token_hex(4)}"
-        source = self._reuse_source()
+        source = self._reuse_source() if carry_over else None
         _private_mkdir(temp)
         try:
             reused = self._fill(temp, self._prefix(final), plan, source, pulse)

@@ -1,6 +1,6 @@
 """Runs a command under the seccomp filters the systemd units load, without systemd.
 
-`python -m tests.seccomp_sandbox SYSCALLS_FILE COMMAND [ARG...]` loads, as systemd 252 does
+`python -m tests.support.seccomp SYSCALLS_FILE COMMAND [ARG...]` loads, as systemd 252 does
 for `SystemCallFilter=@system-service`, `SystemCallErrorNumber=EPERM`,
 `SystemCallArchitectures=native`, `RestrictAddressFamilies=AF_UNIX` and
 `NoNewPrivileges=yes`:

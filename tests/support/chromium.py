@@ -2,7 +2,7 @@
 
 `--remote-debugging-pipe` makes Chromium read commands from fd 3 and write replies and events
 to fd 4, each a JSON object ended by a NUL byte. Used by the overview page's browser test and
-by `python -m tests.page_example` (the screenshot in docs/). Needs Debian's `chromium`.
+by `python -m tests.support.page_example` (the screenshot in docs/). Needs Debian's `chromium`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote_to_bytes, urlsplit
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync",
@@ -137,3 +138,27 @@ class Chromium:
         message, self._buffer = self._buffer.split(b"\0", 1)
         parsed: dict[str, Any] = json.loads(message)
         return parsed
+
+
+# What a page shows, as the tests read it: its title, tiles, images (loaded or not), links.
+COLLECT = """(async () => {
+  const images = [...document.images];
+  for (const image of images) {  // lazy: each loads once scrolled near the viewport
+    image.scrollIntoView({block: "center"});
+    const until = performance.now() + 5000;
+    while (!image.complete && performance.now() < until) {
+      await new Promise(done => setTimeout(done, 10));
+    }
+  }
+  return {
+    title: document.title,
+    tiles: [...document.querySelectorAll("a.tile")].map(a => a.href),
+    images: images.map(i => ({src: i.src, loaded: i.complete && i.naturalWidth > 0})),
+    links: [...document.querySelectorAll("main a[href]")].map(a => a.href),
+  };
+})()"""
+
+
+def path_of(url: str) -> bytes:
+    """The path of a file:// URL as the bytes a file system sees."""
+    return unquote_to_bytes(urlsplit(url).path)

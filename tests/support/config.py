@@ -1,5 +1,5 @@
-"""Config files that are bad in each way a person or a disk can make them, for the config
-and command-line tests."""
+"""Config files: the small one most tests run with, and ones that are bad in each way a person
+or a disk can make them (the config and command-line tests)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 NOBODY = 65534
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    """A config.toml in tmp_path with photos/, clusters and state beside it."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[paths]\nphotos = "photos"\nclusters = "clusters"\nstate = "state"\n'
+        "[clustering]\nk_min = 2\nk_max = 6\n" + extra,
+        encoding="utf-8",
+    )
+    return path
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """Runs the real daemon (real watcher, threads, signals) with the fake embedder.
 
-`python -m tests.daemon_harness CONFIG` — used by the daemon tests as a subprocess, so that
+`python -m tests.support.harness CONFIG` — used by the daemon tests as a subprocess, so that
 signals, sd_notify and kill -9 are exercised as systemd would. Test hooks, by environment:
 
 PHOTOCLUSTER_TEST_SLOW_RECLUSTER=seconds  each recluster computation takes at least that long,
@@ -45,13 +45,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from photocluster import fsutil, recluster, service, store, worker
 from photocluster.cli import setup_logging
 from photocluster.config import load_config
 from photocluster.tree import generations, overview
-from tests.conftest import FakeEmbedder
+from tests.support.fakes import PacedEmbedder
 
 logger = logging.getLogger("photocluster.test_hook")
 
@@ -183,22 +181,6 @@ def _unreadable(name: str) -> None:
         return open_file(path, flags, *args, **kwargs)
 
     os.open = guarded
-
-
-class PacedEmbedder(FakeEmbedder):
-    """The fake embedder at a model's pace, or hung while a flag file exists."""
-
-    def __init__(self, seconds: float, hang: Path | None) -> None:
-        super().__init__()
-        self.seconds, self.hang = seconds, hang
-
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        if self.hang is not None and self.hang.exists():
-            logger.info("test hook: embedder hung")
-            while self.hang.exists():
-                time.sleep(0.05)
-        time.sleep(self.seconds * len(images))
-        return super().embed(images)
 
 
 def _slow_clusters(seconds: float) -> None:

@@ -1,5 +1,5 @@
 """A small library with a live generation and its overview pages, for the browser test and
-the screenshot in docs/: `python -m tests.page_example docs/overview.png` (setA photos).
+the screenshot in docs/: `python -m tests.support.page_example docs/overview.png` (setA photos).
 
 Photos are written under <root>/photos, 320-px WebP thumbnails (as the daemon keeps them)
 under <root>/state/thumbs, and a generation with its pages under <root>/clusters.
@@ -23,10 +23,10 @@ from photocluster.records import ElbowCurve, ReclusterInfo
 from photocluster.tree import OVERVIEW, ClusterTree, plan_tree
 from photocluster.tree.overview import write_overview
 from photocluster.tree.page import ClusterModel, Copy, Member, PageModel, Totals, write_pages
-from tests.chromium import Chromium
+from tests.support.chromium import Chromium
 
 THUMB_EDGE = 320  # the daemon's thumbnails: longest edge
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 
 
 @dataclass(frozen=True)

@@ -1,117 +1,15 @@
-"""Starting the daemon harness and checking that catalog, index and tree agree."""
+"""Checks that disk, catalog, index and cluster tree agree, while the daemon runs or after."""
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from photocluster import photos
+from photocluster import fsutil, photos
 from photocluster.store import Store
 from photocluster.tree import ClusterTree
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-_STARTED: list[subprocess.Popen[bytes]] = []
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """A test that failed before stopping its daemon must not leave it running."""
-    for process in _STARTED:
-        if process.poll() is None:
-            process.kill()
-
-
-class DaemonProcess:
-    """The harness as a subprocess; its stderr goes to a log file the test can read."""
-
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = config.parent / f"daemon-{time.monotonic_ns()}.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.daemon_harness", str(config)],
-            cwd=REPO,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-        _STARTED.append(self.process)
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
-        wait_until(lambda: self.log.count(text) >= count, timeout, f"log line {text!r}")
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def stop(self, timeout: float = 10.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=timeout)
-        self._log.close()
-        return code
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=10)
-        self._log.close()
-
-
-class NotifyListener:
-    """systemd's side of NOTIFY_SOCKET: reads datagrams on a thread as systemd would, noting
-    when each arrived (time.monotonic)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.received: list[tuple[float, str]] = []
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    @property
-    def messages(self) -> list[str]:
-        return [message for _, message in self.received]
-
-    def times_of(self, message: str) -> list[float]:
-        return [at for at, text in self.received if text == message]
-
-    def _read(self) -> None:
-        while not self._done.is_set():
-            try:
-                message = self.sock.recv(4096).decode()
-            except TimeoutError:
-                continue
-            self.received.append((time.monotonic(), message))
-
-    def close(self) -> list[str]:
-        self._done.set()
-        self._thread.join()
-        self.sock.close()
-        return self.messages
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
+from tests.support.daemon import wait_until
 
 
 def catalog_paths(state: Path) -> dict[str, str | None]:
@@ -183,3 +81,33 @@ def assert_consistent(base: Path) -> None:
         if not link.parent.name.startswith("_"):
             assert link.exists(), f"dangling link {link}"
             assert not photos.is_candidate(link.name) or link.resolve().is_file()
+
+
+def photos_on_disk(base: Path) -> set[str]:
+    return {rel for rel, _ in photos.walk(base / "photos")}
+
+
+def assert_tree_safe(base: Path) -> None:
+    """No temp names in the live tree or beside it; every link is relative, resolves to a
+    regular file inside the photo root, and is not itself inside the photo root."""
+    root = os.path.realpath(base / "photos")
+    live = ClusterTree(base / "clusters", base / "photos").live()
+    assert live is not None, "no live cluster tree"
+    generations = live.parent
+    assert not [e for e in os.listdir(generations) if e.startswith(fsutil.TEMP_PREFIX)]
+    assert not [e for e in os.listdir(base) if fsutil.TEMP_PREFIX in e]
+    for cluster in os.scandir(live):
+        if cluster.name.startswith("_"):
+            continue
+        for link in os.scandir(cluster.path):
+            assert not link.name.startswith(fsutil.TEMP_PREFIX), f"temp name {link.path}"
+            target = os.readlink(link.path)
+            assert not os.path.isabs(target), f"absolute link {link.path}"
+            resolved = os.path.realpath(link.path)
+            assert resolved.startswith(root + "/"), f"{link.path} leaves the photo root"
+            assert os.path.isfile(resolved) and not os.path.islink(resolved)
+
+
+def wait_settled(base: Path, timeout: float = 60) -> None:
+    """Every photo on disk is linked exactly once (the tree is derived from the catalog)."""
+    wait_until(lambda: all_linked(base), timeout, "every photo on disk to be linked once")
