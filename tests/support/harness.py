@@ -45,13 +45,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from photocluster import fsutil, recluster, service, store, worker
+from photocluster import fsutil, placement, recluster, service, store, worker
 from photocluster.cli import setup_logging
 from photocluster.config import load_config
-from photocluster.tree import generations, overview
+from photocluster.progress import Pulse, no_pulse
+from photocluster.tree import generations
 from tests.support.fakes import PacedEmbedder
 
 logger = logging.getLogger("photocluster.test_hook")
+
+
+def _replace(owner: object, name: str, new: object) -> None:
+    """Set `owner.name` to `new`; AttributeError when there is no such name: a hook whose seam
+    moved fails loudly instead of patching nothing."""
+    if not hasattr(owner, name):
+        raise AttributeError(f"test hook: {owner!r} has no {name!r} any more")
+    setattr(owner, name, new)
 
 
 def _slow_down(seconds: float) -> None:
@@ -61,27 +70,34 @@ def _slow_down(seconds: float) -> None:
         time.sleep(seconds)
         return compute(snapshot)
 
-    recluster.compute = slow  # type: ignore[assignment]
+    _replace(recluster, "compute", slow)
 
 
-def _slow_swap(seconds: float) -> None:
-    fill, point = generations.ClusterTree._fill, generations.ClusterTree._point_root_at
+def _slow_swap(seconds: float, cluster_root: Path) -> None:
+    """Pauses inside a tree swap, hooked on the file-system calls it is made of: the rename
+    of a finished build (a temp folder to gen-N) and the replace of the cluster root's
+    symlink. A daemon that stopped making them would fail the tests waiting for these lines."""
+    rename, replace = os.rename, os.replace
 
-    def slow_fill(tree: generations.ClusterTree, *args: Any, **kwargs: Any) -> Any:
-        filled = fill(tree, *args, **kwargs)
-        logger.info("test hook: tree built, not yet renamed")
-        time.sleep(seconds)
-        return filled
+    def slow_rename(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        if (Path(source).name.startswith(fsutil.TEMP_PREFIX)
+                and generations.GENERATION_NAME.fullmatch(Path(target).name)):
+            logger.info("test hook: tree built, not yet renamed")
+            time.sleep(seconds)
+        rename(source, target, *args, **kwargs)
 
-    def slow_point(tree: generations.ClusterTree, generation: Path) -> None:
+    def slow_replace(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(target) != cluster_root:
+            replace(source, target, *args, **kwargs)
+            return
         logger.info("test hook: swapping the cluster root")
         time.sleep(seconds)
-        point(tree, generation)
+        replace(source, target, *args, **kwargs)
         logger.info("test hook: swapped, old generations not yet collected")
         time.sleep(seconds)
 
-    generations.ClusterTree._fill = slow_fill  # type: ignore[method-assign,assignment]
-    generations.ClusterTree._point_root_at = slow_point  # type: ignore[method-assign,assignment]
+    _replace(os, "rename", slow_rename)
+    _replace(os, "replace", slow_replace)
 
 
 def _slow_save(seconds: float) -> None:
@@ -103,7 +119,7 @@ def _slow_save(seconds: float) -> None:
 
         return atomic_write(path, write_then_wait, mode, durable)
 
-    fsutil.atomic_write = slow
+    _replace(fsutil, "atomic_write", slow)
 
 
 def _stall_inotify(flag: Path) -> None:
@@ -118,10 +134,13 @@ def _stall_inotify(flag: Path) -> None:
                 time.sleep(0.05)
         return read_events(self, **kwargs)
 
-    InotifyFD.read_events = stalled  # type: ignore[method-assign]
+    _replace(InotifyFD, "read_events", stalled)
 
 
 def _disk_full(flag: Path) -> None:
+    """A private seam, on purpose: SQLite's page limit is per connection and must follow the
+    flag at run time, so it is set inside each of the catalog's transactions; `_replace` makes
+    the hook fail loudly if that method goes."""
     fsync, transaction = os.fsync, store.Store._transaction
 
     def failing_fsync(fd: int) -> None:
@@ -136,8 +155,8 @@ def _disk_full(flag: Path) -> None:
             conn.execute(f"PRAGMA max_page_count = {1 if flag.exists() else 1 << 30}")
             yield conn
 
-    os.fsync = failing_fsync  # type: ignore[assignment]
-    store.Store._transaction = full  # type: ignore[method-assign]
+    _replace(os, "fsync", failing_fsync)
+    _replace(store.Store, "_transaction", full)
 
 
 class _EmptyListing:
@@ -167,7 +186,7 @@ def _empty_listing(flag: Path, root: Path) -> None:
             return _EmptyListing()
         return scandir(path)
 
-    os.scandir = flaky
+    _replace(os, "scandir", flaky)
     assert PollingEmitter.__init__.__kwdefaults__ is not None
     PollingEmitter.__init__.__kwdefaults__["listdir"] = flaky
 
@@ -180,24 +199,31 @@ def _unreadable(name: str) -> None:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         return open_file(path, flags, *args, **kwargs)
 
-    os.open = guarded
+    _replace(os, "open", guarded)
 
 
 def _slow_clusters(seconds: float) -> None:
-    fill_cluster, contact_sheet = generations._fill_cluster, overview._contact_sheet
+    """Each cluster of a tree build and each contact sheet takes `seconds` longer, through the
+    `pulse` both take (called after each cluster, each sheet): their public seam."""
+    build, write = generations.ClusterTree.build, placement.write_overview
 
-    def slow_fill(*args: Any) -> Any:
-        logger.info("test hook: linking a cluster")
-        time.sleep(seconds)
-        return fill_cluster(*args)
+    def slowed(pulse: Pulse, what: str) -> Pulse:
+        def slow() -> None:
+            logger.info("test hook: %s", what)
+            time.sleep(seconds)
+            pulse()
+        return slow
 
-    def slow_sheet(*args: Any) -> Any:
-        logger.info("test hook: drawing a sheet")
-        time.sleep(seconds)
-        return contact_sheet(*args)
+    def slow_build(tree: generations.ClusterTree, plan: Any, pulse: Pulse = no_pulse,
+                   carry_over: bool = True) -> Path:
+        return build(tree, plan, slowed(pulse, "linking a cluster"), carry_over)
 
-    generations._fill_cluster = slow_fill  # type: ignore[assignment]
-    overview._contact_sheet = slow_sheet  # type: ignore[assignment]
+    def slow_write(generation: Path, plan: Any, thumbnail: Any, elbow: Any,
+                   pulse: Pulse = no_pulse) -> None:
+        write(generation, plan, thumbnail, elbow, slowed(pulse, "drawing a sheet"))
+
+    _replace(generations.ClusterTree, "build", slow_build)
+    _replace(placement, "write_overview", slow_write)
 
 
 def watch_limit(count: int) -> None:
@@ -225,7 +251,7 @@ def main() -> int:
     if hooks("PHOTOCLUSTER_TEST_SLOW_RECLUSTER"):
         _slow_down(float(hooks("PHOTOCLUSTER_TEST_SLOW_RECLUSTER", "0")))
     if hooks("PHOTOCLUSTER_TEST_SLOW_SWAP"):
-        _slow_swap(float(hooks("PHOTOCLUSTER_TEST_SLOW_SWAP", "0")))
+        _slow_swap(float(hooks("PHOTOCLUSTER_TEST_SLOW_SWAP", "0")), config.paths.clusters)
     if hooks("PHOTOCLUSTER_TEST_SLOW_SAVE"):
         _slow_save(float(hooks("PHOTOCLUSTER_TEST_SLOW_SAVE", "0")))
     if hooks("PHOTOCLUSTER_TEST_STALL_INOTIFY"):

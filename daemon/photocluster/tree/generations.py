@@ -52,7 +52,7 @@ from photocluster.tree.ranked import DUPLICATES, SIMILAR
 
 logger = logging.getLogger(__name__)
 
-_GENERATION = re.compile(r"gen-(\d{6,})")
+GENERATION_NAME = re.compile(r"gen-(\d{6,})")  # a generation's folder: gen-000007
 LOCK = "writer.lock"  # in the generations folder: one writer of a cluster tree at a time
 _SMALL_BATCH = 32  # remove_links looks these up by name; bigger batches scan the generation
 
@@ -95,7 +95,8 @@ class ClusterTree:
                 "replace it: move it away or choose another paths.clusters"
             ) from error
         generation = self.generations / posixpath.basename(target)
-        if target != self._root_target(generation) or not _GENERATION.fullmatch(generation.name):
+        named = GENERATION_NAME.fullmatch(generation.name)
+        if target != self._root_target(generation) or not named:
             raise StateError(f"{self.cluster_root} points to {target!r}, not to a generation")
         if not _is_real_dir(generation):
             logger.warning("the live cluster tree %s is missing; starting afresh", generation)
@@ -180,7 +181,7 @@ class ClusterTree:
     def swap(self, generation: Path) -> None:
         """Atomically make `generation` live; keep the previous one, delete older ones and
         leftovers of crashed builds. Raises StateError when cluster_root is not ours."""
-        if generation.parent != self.generations or not _GENERATION.fullmatch(generation.name):
+        if generation.parent != self.generations or not GENERATION_NAME.fullmatch(generation.name):
             raise ValueError(f"{generation} is not a generation of {self.cluster_root}")
         if not _is_real_dir(generation):
             raise StateError(f"generation {generation} does not exist")
@@ -277,7 +278,7 @@ class ClusterTree:
         return f"{self.generations.name}/{generation.name}"
 
     def _highest(self) -> int:
-        numbers = [int(match.group(1)) for match in map(_GENERATION.fullmatch,
+        numbers = [int(match.group(1)) for match in map(GENERATION_NAME.fullmatch,
                    os.listdir(self.generations)) if match]
         return max(numbers, default=0)
 
@@ -323,7 +324,7 @@ class ClusterTree:
     def _collect(self, keep: set[str] | None) -> None:
         """Delete generations not in `keep` (None: none) and leftovers of crashed operations."""
         for entry in os.scandir(self.generations):
-            generation = _GENERATION.fullmatch(entry.name)
+            generation = GENERATION_NAME.fullmatch(entry.name)
             stale = keep is not None and generation is not None and entry.name not in keep
             if stale or entry.name.startswith(TEMP_PREFIX):
                 _remove(Path(entry.path))
