@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +112,14 @@ def set_a_replay(scanned_set_a: Scanned) -> ReplayEmbedder:
             data, ReplayEmbedder.input_size, max_pixels, ReplayEmbedder.pad_rgb
         ))] = vector
     return ReplayEmbedder(fingerprint, table)
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
+def permissive_umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The process umask set to let everyone read (022) or write (000): private outputs must
+    stay private whatever it is."""
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)

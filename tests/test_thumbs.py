@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from photocluster import fsutil, photos, thumbs
 from photocluster.embedder import PAD_RGB
 from photocluster.errors import BadPhotoError
 from photocluster.thumbs import Thumbnails, thumbnail_from_file
+from tests.support.modes import mode_of
 
 MAX_PIXELS, MAX_BYTES = 100_000_000, 50_000_000
 HASH = "0123456789abcdef0123456789abcdef"
@@ -35,19 +34,6 @@ def jpeg(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=92)
     return buffer.getvalue()
-
-
-def mode_of(path: Path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
-
-
-@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
-def permissive_umask(request: pytest.FixtureRequest) -> Iterator[int]:
-    previous = os.umask(request.param)
-    try:
-        yield request.param
-    finally:
-        os.umask(previous)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +13,7 @@ import pytest
 from photocluster.records import ElbowCurve
 from photocluster.tree import ClusterTree, plan_tree
 from photocluster.tree.overview import write_overview
-
-
-def mode_of(path: Path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
-
-
-@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
-def permissive_umask(request: pytest.FixtureRequest) -> Iterator[int]:
-    previous = os.umask(request.param)
-    try:
-        yield request.param
-    finally:
-        os.umask(previous)
+from tests.support.modes import mode_of
 
 
 @pytest.fixture
