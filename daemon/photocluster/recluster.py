@@ -155,10 +155,11 @@ def compute(snap: Snapshot) -> Result:
         sample_codes = codes if fitted is None else codes[fitted]
         start = _centres(vectors, sample_codes, old_names)  # fit brings them to chosen_k
         labels, centroids = clustering.fit(vectors, curve.chosen_k, settings.seed, start)
-        if fitted is None:
+        if fitted is None:  # every vector is in hand: one near-duplicate pass over them all
             groups = _duplicates(snap, [(np.arange(len(snap.ids)), vectors)])
-        del vectors
-        if fitted is not None:
+            del vectors
+        else:  # the sample goes first; then a chunk, and a cluster, at a time
+            del vectors
             labels = _nearest_all(snap.vectors, centroids, len(snap.ids))
             groups = _duplicates(snap, _by_cluster(snap.vectors, labels))
     finally:
