@@ -123,10 +123,12 @@ def _embedder(state: Path) -> tuple[dict[str, str], str, str]:
 
 
 def _config(base: Path, watch: str) -> Path:
-    """Defaults but for: no periodic full rescan or scheduled recluster during the run."""
+    """Defaults but for: no periodic full rescan or scheduled recluster during the run, and
+    links named as the photos are (the bench finds a new photo's link by its name; a dated
+    name costs the same to make)."""
     config = base / "config.toml"
     config.write_text('[paths]\nphotos = "photos"\nclusters = "clusters"\nstate = "state"\n'
-                      "[clustering]\nrecluster_every_hours = 0\n"
+                      "[clustering]\nrecluster_every_hours = 0\n[tree]\ndated_names = false\n"
                       f"[watch]\nrescan_every_minutes = 0\n{watch}", encoding="utf-8")
     return config
 
