@@ -270,3 +270,19 @@ def test_the_log_formatter_escapes_control_characters_but_not_tracebacks() -> No
     except ValueError:
         record.exc_info = sys.exc_info()
     assert "\nTraceback" in formatter.format(record)
+
+
+def test_status_imports_no_clustering_or_drawing_stack(config_file: Path) -> None:
+    """`status` answers within a second at a million photos: the heavy flows stay unloaded."""
+    script = "\n".join([
+        "import sys",
+        "from photocluster.cli import main",
+        f"code = main(['-c', {str(config_file)!r}, 'status'])",
+        "print(sorted(m for m in ('sklearn', 'matplotlib', 'tensorflow', 'scipy')"
+        " if m in sys.modules))",
+        "sys.exit(code)",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -20,7 +20,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from photocluster import mailbox, marking, status, vanish, weights
+# Light imports only: `status` must answer in under a second at a million photos, and the flows
+# (`library`, `marking`, `similar`) pull in scikit-learn, OpenCV and matplotlib (~3 s here).
+from photocluster import mailbox, status, vanish, weights
 from photocluster.config import Config, load_config
 from photocluster.errors import (
     ConfigError,
@@ -144,7 +146,7 @@ def setup_logging(verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
-    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "faiss"):  # import chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -207,11 +209,15 @@ def _name(config: Config, args: argparse.Namespace) -> int:
 
 
 def _pin(config: Config, args: argparse.Namespace) -> int:
+    from photocluster import marking
+
     return _correct(config, "pin", [marking.photo_path(args.photo, config.paths.photos),
                                     args.cluster])
 
 
 def _unpin(config: Config, args: argparse.Namespace) -> int:
+    from photocluster import marking
+
     return _correct(config, "unpin", [marking.photo_path(args.photo, config.paths.photos)])
 
 
@@ -221,11 +227,13 @@ def _correct(config: Config, verb: str, arguments: list[str]) -> int:
     if holder is not None and holder.role == "run":
         print(_ask_daemon(config.paths.state, holder, verb, arguments))
         return EXIT_OK
-    from photocluster import library
+    from photocluster import library, marking
 
+    verbs: dict[str, Callable[..., str]] = {
+        "name": marking.name, "pin": marking.pin, "unpin": marking.unpin}
     with library.open_library(config, verb, library.catalog_model) as lib:
         library.mend(lib)
-        print(_VERBS[verb](lib.reader, *arguments))
+        print(verbs[verb](lib.reader, *arguments))
     return EXIT_OK
 
 
@@ -309,10 +317,6 @@ def _weights(config: Config, args: argparse.Namespace) -> int:
     )
     return EXIT_OK
 
-
-_VERBS: dict[str, Callable[..., str]] = {
-    "name": marking.name, "pin": marking.pin, "unpin": marking.unpin,
-}
 
 _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "run": _run,
