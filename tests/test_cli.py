@@ -117,19 +117,23 @@ def test_recluster_loads_no_model_and_never_touches_the_network(
 ) -> None:
     assert cli.main(["-c", str(config_file), "scan"]) == 0
     argv = ["-c", str(config_file), "recluster", *(["--dry-run"] if dry_run else [])]
-    script = "\n".join([
-        "import socket, sys",
+    said = _cli_in_a_process(argv, [
+        "import socket",
         "def refuse(*args, **kwargs): raise AssertionError('network use')",
         "socket.create_connection = socket.getaddrinfo = socket.socket.connect = refuse",
-        "from photocluster.cli import main",
-        f"code = main({argv!r})",
-        "print('model loaded' if 'tensorflow' in sys.modules else 'no model')",
-        "sys.exit(code)",
-    ])
+    ], "'model loaded' if 'tensorflow' in sys.modules else 'no model'")
+    assert said == "no model"
+
+
+def _cli_in_a_process(argv: list[str], before: list[str], report: str) -> str:
+    """Run `main(argv)` in a fresh Python after the `before` lines; asserts it exits 0 and
+    returns what the expression `report` printed after it."""
+    script = "\n".join(["import sys", *before, "from photocluster.cli import main",
+                        f"code = main({argv!r})", f"print({report})", "sys.exit(code)"])
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "no model"
+    return done.stdout.strip().splitlines()[-1]
 
 
 def test_recluster_without_a_daemon_runs_itself_and_keeps_names(
@@ -274,15 +278,7 @@ def test_the_log_formatter_escapes_control_characters_but_not_tracebacks() -> No
 
 def test_status_imports_no_clustering_or_drawing_stack(config_file: Path) -> None:
     """`status` answers within a second at a million photos: the heavy flows stay unloaded."""
-    script = "\n".join([
-        "import sys",
-        "from photocluster.cli import main",
-        f"code = main(['-c', {str(config_file)!r}, 'status'])",
-        "print(sorted(m for m in ('sklearn', 'matplotlib', 'tensorflow', 'scipy')"
-        " if m in sys.modules))",
-        "sys.exit(code)",
-    ])
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    heavy = "('sklearn', 'matplotlib', 'tensorflow', 'scipy')"
+    said = _cli_in_a_process(["-c", str(config_file), "status"], [],
+                             f"sorted(m for m in {heavy} if m in sys.modules)")
+    assert said == "[]"
