@@ -189,6 +189,83 @@ def test_a_check_reads_only_the_folders_whose_mtime_moved(
         assert sorted(folders_read) == sorted([folders["red"], folders["blue"]])
 
 
+def test_the_sweep_reads_one_unchanged_folder_a_check_and_every_folder_in_a_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders_read: list[str]
+) -> None:
+    monkeypatch.setattr(corrections, "RACY_SECONDS", 0.0)
+    _scanned(tmp_path)
+    folders = sorted(_colour_folders(tmp_path).values())
+    with _running(tmp_path) as lib:
+        lib.reader.check(full=False)
+        folders_read.clear()
+        for _ in range(2 * len(folders)):
+            lib.reader.check(full=False, sweep=True)
+        assert folders_read == folders + folders  # one at a time, then a new round
+
+
+def test_idle_checks_pace_the_sweep_instead_of_reading_every_folder_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders_read: list[str]
+) -> None:
+    """At 1M photos reading every folder took the worker 17 s; the sweep spreads it out."""
+    monkeypatch.setattr(corrections, "RACY_SECONDS", 0.0)
+    _scanned(tmp_path)
+    folders = sorted(_colour_folders(tmp_path).values())
+    now = [1000.0]
+    with _running(tmp_path) as lib:
+        reader = corrections.TreeReader(lib.store, lib.tree, clock=lambda: now[0])
+        reader.trusted = True
+        reader.check(full=True)
+        folders_read.clear()
+        reader.tend()  # the first folder of a round of three
+        assert folders_read == folders[:1]
+        for _ in range(10):  # the changed folders are looked at every second; none changed
+            now[0] += corrections.CHECK_SECONDS
+            reader.tend()
+        assert folders_read == folders[:1]
+        now[0] += corrections.SWEEP_SECONDS / len(folders)
+        reader.tend()
+        assert folders_read == folders[:2]
+
+
+def test_the_daemons_own_links_do_not_make_the_next_check_read_their_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders_read: list[str]
+) -> None:
+    """At 1M photos a folder took a second to read back after every new photo's link."""
+    monkeypatch.setattr(corrections, "RACY_SECONDS", 0.0)
+    _scanned(tmp_path)
+    red = _colour_folders(tmp_path)["red"]
+    with _running(tmp_path) as lib:
+        lib.reader.check(full=False)  # every stamp remembered
+        monkeypatch.setattr(corrections, "RACY_SECONDS", 3600.0)  # our change is a recent one
+        _grow(tmp_path, "red", 50, 1)
+        library.apply_changes(lib, [Change("upsert", "red/red_50.jpg")], _progress, lambda: False)
+        assert _tree(tmp_path)["red/red_50.jpg"] == red
+        folders_read.clear()
+        lib.reader.check(full=False)
+        lib.reader.check(full=False)
+        assert folders_read == []
+        lib.reader.check(full=False, sweep=True)  # but the sweep looks at it first
+        assert folders_read == [red]
+
+
+def test_a_users_edit_before_the_daemons_link_into_that_folder_is_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders_read: list[str]
+) -> None:
+    monkeypatch.setattr(corrections, "RACY_SECONDS", 0.0)
+    _scanned(tmp_path)
+    folders = _colour_folders(tmp_path)
+    with _running(tmp_path) as lib:
+        lib.reader.check(full=False)
+        link = _link(tmp_path, "blue/blue_0.jpg")
+        os.rename(link, tmp_path / "clusters" / folders["red"] / link.name)  # the user's move
+        _grow(tmp_path, "red", 50, 1)
+        library.apply_changes(lib, [Change("upsert", "red/red_50.jpg")], _progress, lambda: False)
+        folders_read.clear()
+        lib.reader.check(full=False)
+        assert sorted(folders_read) == sorted([folders["red"], folders["blue"]])
+        assert lib.store.pinned_paths(10) == [("blue/blue_0.jpg", folders["red"])]
+
+
 def test_a_folder_changed_moments_ago_is_read_again_in_case_its_mtime_did_not_move(
     tmp_path: Path, folders_read: list[str]
 ) -> None:

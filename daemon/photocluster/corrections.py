@@ -10,7 +10,7 @@
 
 `TreeReader` reads and compares (`tree.edits`); `recording` writes what it found. When:
 `TreeReader.open` at start (what changed while nothing ran), `tend` every second or so between
-the worker's steps (only folders whose mtime moved are read; all of them every ten minutes),
+the worker's steps (the folders whose mtime moved, and one folder of the sweep),
 `before_linking` before live links are made (a renamed folder is noticed first),
 `check(full=True)` before a recluster commits, and `rebuilding` around every swap: the old
 generation is read once more right after the swap, so an edit made while the new one was
@@ -44,7 +44,12 @@ logger = logging.getLogger(__name__)
 TRUSTED = "tree.trusted"  # meta: the live generation a clean stop left in step with the catalog
 CARRIED = "tree.carried"  # meta: the last old generation whose foreign entries were carried on
 CHECK_SECONDS = 1.0  # a changed folder is noticed this soon (one lstat per folder when idle)
-FULL_CHECK_SECONDS = 600.0  # every folder read, whatever its mtime says
+# The sweep reads every folder, whatever its mtime says, one folder a check: a round takes
+# SWEEP_SECONDS, or longer where reading a folder takes long, so that the sweep keeps to
+# SWEEP_SHARE of the worker's time. (Reading all at once took 17 s of a worker at 1M photos,
+# and new photos waited meanwhile.)
+SWEEP_SECONDS = 600.0
+SWEEP_SHARE = 0.01
 # A folder changed this recently is read again at the next check: file systems stamp mtimes
 # from a coarse clock, so a change in the same tick as our look leaves the mtime as we saw it.
 RACY_SECONDS = 2.0
@@ -63,7 +68,9 @@ class TreeReader:
         self._top: Stamp | None = None
         self._stamps: dict[str, Stamp] = {}
         self._reported: set[str] = set()
-        self._next_check = self._next_full = 0.0
+        self._next_check = self._next_sweep = 0.0
+        self._round: list[str] = []  # the sweep's folders still to read, last first
+        self._round_size = 0
 
     # ---- when to look
 
@@ -84,16 +91,18 @@ class TreeReader:
             self.store.set_meta(TRUSTED, generation.name)
 
     def tend(self) -> None:
-        """The periodic check: changed folders every CHECK_SECONDS, all every
-        FULL_CHECK_SECONDS."""
+        """The periodic check: changed folders every CHECK_SECONDS, with the sweep's next
+        folder when it is due."""
         now = self._clock()
         if now < self._next_check:
             return
-        full = now >= self._next_full
-        self.check(full=full)
+        sweep = now >= self._next_sweep
+        self.check(full=False, sweep=sweep)
         self._next_check = now + CHECK_SECONDS
-        if full:
-            self._next_full = now + FULL_CHECK_SECONDS
+        if sweep:
+            spent = self._clock() - now
+            pace = SWEEP_SECONDS / max(self._round_size, 1)
+            self._next_sweep = now + max(pace, spent / SWEEP_SHARE)
 
     def before_linking(self) -> None:
         """Before live links are made: notice a renamed folder first, so a photo goes into
@@ -104,6 +113,24 @@ class TreeReader:
             return
         if generation.name != self._generation or stamp_of(generation) != self._top:
             self.check(full=False, exact=False)  # the catalog may be a write ahead of the tree
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around this writer's own changes to folders of the live tree (links made, moved or
+        removed as the catalog says): a folder that was as last read before them is as the
+        catalog says after them, so its new stamp is taken without reading it (`_adopt`).
+        A folder the user had changed before is read at the next check, as it would be."""
+        generation = self.tree.live()
+        known = generation is not None and generation.name == self._generation
+        before = top_level(generation) if generation is not None and known else {}
+        yield
+        if not before or generation is None:
+            return
+        with contextlib.suppress(FileNotFoundError):  # swapped out meanwhile: nothing to take
+            after = top_level(generation)
+            self._adopt({name: entry.stamp for name, entry in after.items()
+                         if name in before and entry.is_dir and entry.stamp != before[name].stamp
+                         and self._stamps.get(name) == before[name].stamp})
 
     @contextlib.contextmanager
     def rebuilding(
@@ -127,14 +154,15 @@ class TreeReader:
                     folders = {**(folders_before or {}), **self.store.folder_names()}
                     self._after_swap(old, new, folders, expected, fates or {})
                 else:
-                    self._record(new.name, stamp_of(new), top_level(new))
+                    self._record(new.name, stamp_of(new), top_level(new), ours=True)
 
     # ---- reading
 
-    def check(self, full: bool, exact: bool | None = None) -> None:
+    def check(self, full: bool, exact: bool | None = None, sweep: bool = False) -> None:
         """Compare the live generation with the catalog and record the user's edits: with
         `exact` (default: `trusted`) all of them, else renamed folders only. Reads the folders
-        whose stamp moved since the last check, or all of them when `full`."""
+        whose stamp moved since the last check, or all of them when `full`; with `sweep` (and
+        `exact`) the sweep's next folder too."""
         generation = self.tree.live()
         if generation is None:
             self._generation = None
@@ -143,6 +171,10 @@ class TreeReader:
         top, listing = stamp_of(generation), top_level(generation)
         folders = self.store.folder_names()
         names = self._to_read(generation.name, listing, folders, full, exact)
+        if full:
+            self._round = []  # every folder was just read: the next sweep starts a round
+        elif sweep and exact:
+            names |= self._swept({name for name, entry in listing.items() if entry.is_dir})
         read = self._read(generation, names)
         members = self._members(folders, read, listing)
         home: dict[str, str | None] = {photo: identity for identity, photos in members.items()
@@ -170,6 +202,18 @@ class TreeReader:
             changed |= dirs - set(folders.values())
         return changed
 
+    def _swept(self, dirs: set[str]) -> set[str]:
+        """The sweep's next folder, starting a new round when one ends (a folder gone since
+        its round began is skipped)."""
+        while True:
+            if not self._round:
+                self._round, self._round_size = sorted(dirs, reverse=True), len(dirs)
+                if not self._round:
+                    return set()
+            name = self._round.pop()
+            if name in dirs:
+                return {name}
+
     def _read(self, generation: Path, names: set[str]) -> dict[str, Folder]:
         read = {}
         for name in sorted(names):
@@ -187,18 +231,32 @@ class TreeReader:
         return {identity: set(self.store.members_of(identity)) for identity in wanted}
 
     def _record(self, generation: str, top: Stamp | None,
-                listing: Mapping[str, Entry] | None) -> None:
+                listing: Mapping[str, Entry] | None, ours: bool = False) -> None:
         """Remember the stamps a check saw; one too recent to trust is not remembered, so the
         next check looks at that folder again. `listing` None: the folders were not compared
-        (only renames were read), so what was remembered of them stays."""
+        (only renames were read), so what was remembered of them stays. `ours`: the stamps
+        are of folders this writer just made as the catalog says (a generation it built), so
+        recent ones are remembered too (see `_adopt`)."""
         settled = time.time_ns() - int(RACY_SECONDS * 1e9)
         if generation != self._generation:
-            self._stamps = {}
+            self._stamps, self._round = {}, []
         self._generation = generation
-        self._top = top if top is not None and top[1] < settled else None
-        if listing is not None:
+        self._top = top if top is not None and (ours or top[1] < settled) else None
+        if listing is not None:  # a recent stamp stays remembered when it was taken (`_adopt`)
             self._stamps = {name: entry.stamp for name, entry in listing.items()
-                            if entry.stamp[1] < settled}
+                            if entry.stamp[1] < settled or self._stamps.get(name) == entry.stamp}
+            if ours:
+                self._adopt({name: entry.stamp for name, entry in listing.items()
+                             if entry.stamp[1] >= settled})
+
+    def _adopt(self, stamps: Mapping[str, Stamp]) -> None:
+        """Take the stamps of folders this writer just changed as the catalog says, without
+        reading them again: at 1M photos a folder holds ~50 000 links and took a second to read,
+        after every new photo. An edit of the user's in the same clock tick as ours would keep
+        that stamp, so these folders go first in the sweep's round."""
+        self._stamps.update(stamps)
+        recent = sorted(stamps, reverse=True)  # popped from the end: these next, in name order
+        self._round = [name for name in self._round if name not in stamps] + recent
 
     def _report(self, found: list[str]) -> None:
         for entry in found:
@@ -224,7 +282,7 @@ class TreeReader:
         recording.record(self.store, self.tree, edits, True, folders, fates)
         self._carry(old, new, edits.foreign)
         with contextlib.suppress(FileNotFoundError):
-            self._record(new.name, stamp_of(new), top_level(new))
+            self._record(new.name, stamp_of(new), top_level(new), ours=True)
 
     def _carry(self, old: Path, new: Path, entries: list[str]) -> None:
         moved = foreign_entries.carry(old, new, entries, self.tree.link_prefix(new))

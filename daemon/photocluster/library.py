@@ -483,9 +483,11 @@ def move(library: Library, old: str, new: str) -> None:
 def _follow(library: Library, written: Written) -> None:
     """The live tree follows a catalog write: the user's renames first (links go into the
     folders as they are named now), then links (`placement.follow`), then near-duplicate
-    groups and their folders (`duplicates.follow`)."""
+    groups and their folders (`duplicates.follow`). The reader takes the folders it changed
+    as they are after (`TreeReader.writing`): it does not read them back."""
     library.reader.before_linking()
-    placed = placement.follow(written, library.store, library.tree)
+    with library.reader.writing():
+        placed = placement.follow(written, library.store, library.tree)
     duplicates.follow(written, placed, library.store, library.tree, library.config.duplicates,
                       library.group_folders)
 
