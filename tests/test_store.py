@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from photocluster.errors import LockedError, StateError
-from photocluster.records import ElbowCurve, ReclusterInfo
+from photocluster.records import ElbowCurve, ReclusterInfo, Taken
 from photocluster.store import INDEX, NewFile, Relink, Store
 
 DIM = 8
@@ -297,6 +297,42 @@ def test_commit_recluster_sets_clusters_and_centroids_and_retires_old_names(stor
         ("cluster-003", "0.jpg"), ("cluster-003", "1.jpg"), ("cluster-003", "2.jpg")]
 
 
+def test_status_figures_count_contents_clusters_and_their_dates(store: Store) -> None:
+    vectors = unit_vectors(6)
+    taken = [Taken(at, None, "exif") for at in (300.0, 100.0, 200.0)]
+    items = [NewFile(f"{i}.jpg", 100, 1, f"h{i}", vectors[i], taken=taken[i]) for i in range(3)]
+    items += [new("3.jpg", vectors[3]), new("3 copy.jpg", None, "hash-3.jpg"),
+              new("4.jpg", vectors[4])]
+    store.put_files(items, FP)
+    store.put_failure("bad.jpg", 1, 1, "truncated")
+    ids = sorted({record.content for record in store.files() if record.content})
+    commit(store, {ids[0]: "cluster-001", ids[1]: "cluster-001", ids[2]: "cluster-002",
+                   ids[3]: "cluster-002"}, {"cluster-001": vectors[0], "cluster-002": vectors[2]})
+    assert store.content_counts() == {"contents": 5, "unclustered": 1, "failed": 1,
+                                      "with_copies": 1, "extra_files": 1}
+    sizes = store.cluster_sizes()
+    assert sizes == {"cluster-001": 2, "cluster-002": 2}
+    assert store.cluster_dates(sizes) == {"cluster-001": (100.0, 300.0),
+                                          "cluster-002": (200.0, 200.0)}
+
+
+def test_a_schema_3_catalog_gets_the_taken_time_in_its_cluster_index(
+        state_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with Store(state_dir, dim=DIM):
+        pass
+    conn = sqlite3.connect(state_dir / "catalog.sqlite")
+    conn.executescript("DROP INDEX contents_cluster; CREATE INDEX contents_cluster ON contents"
+                       " (cluster) WHERE gone_at IS NULL; PRAGMA user_version = 3;")
+    conn.close()
+    caplog.set_level(logging.INFO, logger="photocluster.store")
+    with Store(state_dir, dim=DIM):
+        assert any("migrated from schema 3 to 4" in r.getMessage() for r in caplog.records)
+    conn = sqlite3.connect(state_dir / "catalog.sqlite")
+    columns = [row[2] for row in conn.execute("PRAGMA index_info(contents_cluster)")]
+    conn.close()
+    assert columns == ["cluster", "taken_at"]
+
+
 def test_commit_recluster_unclusters_contents_added_or_changed_while_it_computed(
         store: Store) -> None:
     vectors = unit_vectors(4)
@@ -536,7 +572,7 @@ def test_a_schema_1_catalog_is_migrated_merging_copies_into_one_content(
     write_schema_1_catalog(state_dir, vectors)
     caplog.set_level(logging.INFO, logger="photocluster.store")
     with Store(state_dir, dim=DIM) as store:
-        assert any("migrated from schema 1 to 3" in r.getMessage() for r in caplog.records)
+        assert any("migrated from schema 1 to 4" in r.getMessage() for r in caplog.records)
         assert [(r.path, r.size, r.fingerprint, r.cluster, r.error, r.canonical)
                 for r in store.files()] == [
             ("2021/a.jpg", 10, FP, "cluster-001", None, True),

@@ -36,14 +36,15 @@ def collect(state_dir: Path) -> dict[str, Any]:
     try:
         counts, last = store.content_counts(), store.last_recluster()
         groups, grouped = store.duplicate_counts()
+        sizes = store.cluster_sizes()
         report.update(
             photos=counts["contents"],
             files=store.count() - counts["failed"],
             copies={"photos": counts["with_copies"], "extra_files": counts["extra_files"]},
             failed=counts["failed"],
             unclustered=counts["unclustered"],
-            clusters=store.cluster_sizes(),
-            dates={name: list(span) for name, span in store.cluster_dates().items()},
+            clusters=sizes,
+            dates={name: list(span) for name, span in store.cluster_dates(sizes).items()},
             last_recluster=None if last is None else _recluster(last),
             failures=[{"path": p, "reason": r} for p, r in store.failures(FAILURES_SHOWN)],
             duplicates={"groups": groups, "photos": grouped},

@@ -1,6 +1,6 @@
 """The catalog's SQLite schema, its connection settings and its migrations.
 
-Schema 3 makes the *content* the unit of everything: one `contents` row per distinct file
+Schema 3 made the *content* the unit of everything: one `contents` row per distinct file
 content (blake2b of the bytes), holding the one vector, cluster and canonical copy; one `files`
 row per path, pointing at its content (or carrying the reason it failed). A photo copied into
 three album folders is one content with three files: one clustering member, one link.
@@ -24,7 +24,7 @@ from photocluster.errors import StateError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # PRAGMA user_version; each older version has its migration below
+SCHEMA_VERSION = 4  # PRAGMA user_version; each older version has its migration below
 PAGE_SIZE = 16_384  # new catalogs: 7 vectors of 512-d a page (a 4 KiB page holds only one)
 # meta keys the store owns
 CHANGES = "store.changes"  # bumped by every write transaction: the index's stamp
@@ -65,8 +65,8 @@ CREATE INDEX contents_dup ON contents (dup_group) WHERE dup_group IS NOT NULL;
 CREATE INDEX contents_gone ON contents (gone_at) WHERE gone_at IS NOT NULL;
 CREATE INDEX contents_unseen ON contents (fingerprint) -- photos_since_recluster: O(unseen)
     WHERE in_recluster = 0 AND gone_at IS NULL;
-CREATE INDEX contents_cluster ON contents (cluster) -- a folder's members: O(its size)
-    WHERE gone_at IS NULL;
+CREATE INDEX contents_cluster ON contents (cluster, taken_at) -- a folder's members: O(its
+    WHERE gone_at IS NULL;                        -- size); its dates: O(log n) (schema 4)
 CREATE INDEX contents_pinned ON contents (pinned) WHERE pinned IS NOT NULL;
 CREATE TABLE rejections (content INTEGER NOT NULL, cluster TEXT NOT NULL,
     PRIMARY KEY (content, cluster)) WITHOUT ROWID; -- "not this cluster" corrections
@@ -214,7 +214,16 @@ def _from_2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-_MIGRATIONS = {1: (_from_1, _from_2), 2: (_from_2,)}
+def _from_3(conn: sqlite3.Connection) -> None:
+    """Schema 4 adds the taken time to the `contents_cluster` index: `status` reads each
+    cluster's earliest and latest photo from it instead of grouping a million rows (0.7 s)."""
+    for statement in _statements("""
+        DROP INDEX IF EXISTS contents_cluster;
+        CREATE INDEX contents_cluster ON contents (cluster, taken_at) WHERE gone_at IS NULL"""):
+        conn.execute(statement)
+
+
+_MIGRATIONS = {1: (_from_1, _from_2, _from_3), 2: (_from_2, _from_3), 3: (_from_3,)}
 
 
 def _statements(script: str) -> list[str]:
