@@ -18,7 +18,7 @@ import pytest
 from photocluster import cli, corrections, library, status
 from photocluster.config import load_config
 from photocluster.library import Library
-from photocluster.progress import Progress, no_pulse
+from photocluster.progress import Progress, Stopping, no_pulse
 from photocluster.tree import ClusterTree
 from photocluster.watch import Change
 from tests.support.config import write_config
@@ -227,6 +227,30 @@ def test_idle_checks_pace_the_sweep_instead_of_reading_every_folder_at_once(
         assert folders_read == folders[:2]
 
 
+def test_a_stop_between_two_folders_of_a_full_check_records_nothing_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full check took 17 s at 1M photos: a stop must not wait for it."""
+    monkeypatch.setattr(corrections, "RACY_SECONDS", 0.0)
+    _scanned(tmp_path)
+    folders = _colour_folders(tmp_path)
+    calls: list[int] = []
+
+    def stop_at_the_second_folder() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise Stopping("stop requested")
+
+    with _running(tmp_path) as lib:
+        link = _link(tmp_path, "blue/blue_0.jpg")
+        os.rename(link, tmp_path / "clusters" / folders["red"] / link.name)
+        with pytest.raises(Stopping):
+            lib.reader.check(full=True, between=stop_at_the_second_folder)
+        assert lib.store.pins() == {}
+        lib.reader.check(full=True)
+        assert lib.store.pins() == {_content(lib, "blue/blue_0.jpg"): folders["red"]}
+
+
 def test_the_daemons_own_links_do_not_make_the_next_check_read_their_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders_read: list[str]
 ) -> None:
@@ -322,6 +346,36 @@ def test_edits_made_while_a_new_generation_is_built_reach_the_catalog_and_the_ne
     tree = _tree(tmp_path)
     assert tree["red/red_1.jpg"] == "Beach" and tree["green/green_0.jpg"] == folders["blue"]
     assert tree["blue/blue_1.jpg"] != folders["blue"]
+    assert_consistent(tmp_path)
+
+
+def test_after_a_swap_only_the_folders_changed_during_the_build_are_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders_read: list[str]
+) -> None:
+    """At 1M photos reading the whole old generation back took 17 s, which a stop waited for;
+    what the user left in a folder that was not read back is still carried over."""
+    monkeypatch.setattr(corrections, "RACY_SECONDS", 0.0)
+    _scanned(tmp_path)
+    folders = _colour_folders(tmp_path)
+    clusters = tmp_path / "clusters"
+    (clusters / folders["green"] / "notes.txt").write_text("mine")
+    moved = _link(tmp_path, "blue/blue_0.jpg")
+    build = ClusterTree.build
+
+    def build_then_edit(tree: ClusterTree, plan: dict[str, dict[str, str]],
+                        pulse: object = no_pulse) -> Path:
+        generation = build(tree, plan)
+        folders_read.clear()
+        os.rename(moved, clusters / folders["red"] / moved.name)  # the user, meanwhile
+        return generation
+
+    with _running(tmp_path) as lib:
+        monkeypatch.setattr(ClusterTree, "build", build_then_edit)
+        assert library.recluster_now(lib, force=True) == []
+        assert sorted(folders_read) == sorted([folders["red"], folders["blue"]])
+        assert lib.store.pins() == {_content(lib, "blue/blue_0.jpg"): folders["red"]}
+    assert (clusters / folders["green"] / "notes.txt").read_text() == "mine"
+    assert _tree(tmp_path)["blue/blue_0.jpg"] == folders["red"]
     assert_consistent(tmp_path)
 
 

@@ -19,7 +19,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,7 +207,7 @@ def mend(library: Library, stop: Stop | None = None) -> None:
     Raises Stopping as `start` does."""
     check = checkpoint(library.pulse, stop)
     library.thumbnails.remove_leftovers()
-    library.reader.open()
+    library.reader.open(check)
     with library.reader.rebuilding():
         if not placement.repair_tree(library.store, library.tree, library.thumbnail, check,
                                      library.thumbnails.path_for):
@@ -492,11 +492,18 @@ def _follow(library: Library, written: Written) -> None:
                       library.group_folders)
 
 
-def _place_unclustered(library: Library) -> None:
+def _place_unclustered(library: Library, link: bool = True) -> None:
     """Place the contents left without a cluster (`placement.place_unclustered`); they join
-    their near-duplicate groups as new photos do."""
+    their near-duplicate groups as new photos do. Without `link` the catalog only: a new tree
+    is built from it next, and the old one is left as the catalog before showed it."""
     unclustered = library.store.unclustered(library.fingerprint)
-    _follow(library, Written(placeable=library.store.stored_vectors(unclustered)))
+    written = Written(placeable=library.store.stored_vectors(unclustered))
+    if link:
+        _follow(library, written)
+        return
+    placed = placement.place(written.placeable, library.store, None)
+    duplicates.follow(written, placed, library.store, library.tree, library.config.duplicates,
+                      library.group_folders)
 
 
 # ---- reclustering
@@ -524,16 +531,17 @@ def apply_recluster(library: Library, result: recluster.Result, stop: Stop | Non
     store, tree = library.store, library.tree
     check = checkpoint(library.pulse, stop)
     check()
-    library.reader.check(full=True)  # the user's edits so far, before the result lands
+    library.reader.check(full=True, between=check)  # the user's edits before the result lands
     before = store.folder_names()
-    moves = recluster.commit(result, store)
-    corrections.report_recluster(before, store.folder_names(), result.fates, moves)
-    library.pulse()
-    _place_unclustered(library)
-    library.pulse()
-    with library.reader.rebuilding(before, result.fates):
-        placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow, check,
-                               library.thumbnails.path_for)
+    with closing(store.read_view()) as shown:  # the catalog the old tree shows
+        moves = recluster.commit(result, store)
+        corrections.report_recluster(before, store.folder_names(), result.fates, moves)
+        library.pulse()
+        _place_unclustered(library, link=False)  # the old tree stays as `shown` says
+        library.pulse()
+        with library.reader.rebuilding(before, result.fates, shown):
+            placement.rebuild_tree(store, tree, library.thumbnail, result.info.elbow, check,
+                                   library.thumbnails.path_for)
 
 
 def recluster_now(library: Library, force: bool, dry_run: bool = False) -> list[str] | None:

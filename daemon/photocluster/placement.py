@@ -32,10 +32,10 @@ Thumbnail = Callable[[str], "np.ndarray | None"]
 ThumbnailFile = pages.ThumbnailFile
 
 
-def place(rows: Sequence[StoredVector], store: Store, tree: ClusterTree) -> dict[int, str]:
+def place(rows: Sequence[StoredVector], store: Store, tree: ClusterTree | None) -> dict[int, str]:
     """Assign each row that has no cluster yet to its pinned cluster or its nearest centroid
-    not refused, record it, and link its photo; no-op before the first recluster. Returns
-    photo id -> cluster name."""
+    not refused, record it, and link its photo (`tree` None: a new tree is built from the
+    catalog next); no-op before the first recluster. Returns photo id -> cluster name."""
     names, centroids = store.centroids()
     if not names or not rows:
         return {}
@@ -47,6 +47,8 @@ def place(rows: Sequence[StoredVector], store: Store, tree: ClusterTree) -> dict
     ids = [row.id for row in rows]
     assignment = steering.choose(vectors, ids, names, centroids, *store.steering(ids))
     store.assign(assignment)
+    if tree is None:
+        return assignment
     labels = store.labels()
     for row in rows:
         folder = labels.get(assignment[row.id], assignment[row.id])
@@ -106,23 +108,24 @@ def rebuild_tree(
     overview: contact sheets, and the pages when given `thumbnail_file`, content hash -> the
     stored thumbnail) and swap it in.
 
-    `pulse` is called after each cluster's links and each contact sheet. When it raises
-    Stopping during the links, nothing is swapped (the tree stays behind the catalog until the
-    next start repairs it); during the contact sheets, the complete links are swapped in without
-    the sheets still to draw, then Stopping is raised on: the tree agrees with the catalog."""
+    `pulse` is called after each cluster's links, as the pages are written and after each
+    contact sheet. When it raises Stopping during the links, nothing is swapped (the tree stays
+    behind the catalog until the next start repairs it); during the pages or the contact
+    sheets, the complete links are swapped in without the pages and sheets still to write (the
+    index page is written last), then Stopping is raised on: the tree agrees with the catalog."""
     plan = desired_plan(store, tree)
     generation = tree.build(plan, pulse)
     duplicates.write_all(generation, store, tree)
     pulse()
-    if thumbnail_file is not None:
-        pages.write(generation, plan, store, thumbnail_file)
-        pulse()
-    if thumbnail is not None:
-        try:
+    try:
+        if thumbnail_file is not None:
+            pages.write(generation, plan, store, thumbnail_file, pulse)
+            pulse()
+        if thumbnail is not None:
             write_overview(generation, plan, thumbnail, elbow, pulse)
-        except Stopping:
-            tree.swap(generation)
-            raise
+    except Stopping:
+        tree.swap(generation)
+        raise
     tree.swap(generation)
 
 
