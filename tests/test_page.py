@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from photocluster.progress import Stopping
 from photocluster.records import ElbowCurve, ReclusterInfo
 from photocluster.tree import OVERVIEW
 from photocluster.tree.page import (
@@ -116,6 +117,24 @@ def test_photo_links_reach_the_originals_through_the_cluster_folder(tmp_path: Pa
                    for href in page.hrefs() if href.startswith("../")}
         assert reached == {bytes(tmp_path / "photos") + b"/" + os.fsencode(photo.path)
                            for photo in photos}
+
+
+def test_a_stop_while_pages_are_written_leaves_no_index_linking_to_missing_pages(
+    tmp_path: Path, thumbnails: dict[str, Path]
+) -> None:
+    """At 1M photos the pages took 42 s: they pulse, and a stop ends them."""
+    overview = tmp_path / "gen" / OVERVIEW
+    pulses: list[int] = []
+
+    def stop_at_the_first_page() -> None:
+        pulses.append(1)
+        raise Stopping("stop requested")
+
+    with pytest.raises(Stopping):
+        write_pages(overview, model({"cats": ["a.jpg"], "dogs": ["b.jpg"]}), thumbnails.get,
+                    stop_at_the_first_page)
+    assert pulses == [1]
+    assert sorted(path.name for path in overview.glob("*.html")) == ["cats.html"]
 
 
 def test_thumbnails_are_hard_links_to_the_daemons_files(

@@ -16,9 +16,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from photocluster import duplicates
+from photocluster.progress import Pulse, no_pulse
 from photocluster.store import Shown, Store
 from photocluster.tree import OVERVIEW, LinkPlan
 from photocluster.tree.page import (
+    PULSE_EVERY,
     ClusterModel,
     Copy,
     Member,
@@ -38,15 +40,17 @@ REPRESENTATIVES = 6  # a tile's mosaic shows at most six (tree/page_html.py)
 _SEARCHED = 64
 
 
-def write(generation: Path, plan: LinkPlan, store: Store, thumbnail_file: ThumbnailFile) -> None:
-    """Write the pages of `generation` (built from `plan`) into its `_overview/`.
+def write(generation: Path, plan: LinkPlan, store: Store, thumbnail_file: ThumbnailFile,
+          pulse: Pulse = no_pulse) -> None:
+    """Write the pages of `generation` (built from `plan`) into its `_overview/`, calling
+    `pulse` as it goes (42 s at 1M photos; what it raises ends the writing).
     Raises OSError as `tree.page.write_pages` does."""
     started = time.monotonic()
-    write_pages(generation / OVERVIEW, page_model(store, plan), thumbnail_file)
+    write_pages(generation / OVERVIEW, page_model(store, plan, pulse), thumbnail_file, pulse)
     logger.debug("overview pages built in %.1f s", time.monotonic() - started)
 
 
-def page_model(store: Store, plan: LinkPlan) -> PageModel:
+def page_model(store: Store, plan: LinkPlan, pulse: Pulse = no_pulse) -> PageModel:
     """The pages' model: each cluster of `plan` with its members under their link names, its
     representatives and taken times; the near-duplicate groups, best first; the totals."""
     names = {(cluster, photo): name for cluster, links in plan.items()
@@ -55,7 +59,9 @@ def page_model(store: Store, plan: LinkPlan) -> PageModel:
     members: dict[str, list[Member]] = defaultdict(list)
     ids: dict[str, set[int]] = defaultdict(set)
     hashes: dict[int, str] = {}
-    for row in store.shown_clustered():
+    for count, row in enumerate(store.shown_clustered(), 1):
+        if count % PULSE_EVERY == 0:
+            pulse()
         folder = folders.get(row.cluster or "", row.cluster or "")
         name = names.get((folder, row.path))
         if row.cluster is None or name is None:  # not in this generation's plan

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photocluster import fsutil
+from photocluster.progress import Pulse, no_pulse
 from photocluster.records import ReclusterInfo
 from photocluster.tree.page_html import (
     DUPLICATES,
@@ -50,6 +51,7 @@ ThumbnailFile = Callable[[str], Path | None]  # content hash -> the daemon's thu
 _CONTENT = re.compile(r"[0-9a-f]{8,128}")  # a content hash: also a safe file name
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
 _NAME_MAX = 255  # bytes in one file name
+PULSE_EVERY = 10_000  # thumbnails (or catalog rows) between two pulses: well under a second
 
 
 @dataclass(frozen=True)
@@ -121,9 +123,12 @@ class PageModel:
     totals: Totals
 
 
-def write_pages(overview_dir: Path, model: PageModel, thumbnail_file: ThumbnailFile) -> None:
+def write_pages(overview_dir: Path, model: PageModel, thumbnail_file: ThumbnailFile,
+                pulse: Pulse = no_pulse) -> None:
     """Write the pages and the thumbnails they show into `overview_dir` (a generation's
     `_overview/`, created if missing; the elbow plot `elbow.png` is tree/overview.py's).
+    `pulse` is called after each page and every PULSE_EVERY thumbnails (what it raises ends
+    the writing; index.html is written last).
 
     `thumbnail_file(content_hash)` is the daemon's thumbnail of that content, or None; a photo
     without one is shown as a placeholder that still links to it. Files already there under
@@ -131,10 +136,11 @@ def write_pages(overview_dir: Path, model: PageModel, thumbnail_file: ThumbnailF
     Raises OSError when a page or thumbnail cannot be written (the generation is then unusable).
     """
     fsutil.private_dir(overview_dir)
-    shown = place_thumbnails(overview_dir / THUMBS, _contents(model), thumbnail_file)
+    shown = place_thumbnails(overview_dir / THUMBS, _contents(model), thumbnail_file, pulse)
     pages = {cluster.folder: page_name(cluster.folder) for cluster in model.clusters}
     for cluster in model.clusters:
         _write(overview_dir / pages[cluster.folder], cluster_html(cluster, shown))
+        pulse()
     _write(overview_dir / DUPLICATES, duplicates_html(model.duplicates, shown))
     _write(overview_dir / INDEX, index_html(model, pages, shown))
     logger.info("wrote the overview pages of %d clusters (%d thumbnails) into %r",
@@ -155,7 +161,8 @@ def page_name(folder: str) -> str:
 
 
 def place_thumbnails(
-    thumbs_dir: Path, contents: Iterable[str], thumbnail_file: ThumbnailFile
+    thumbs_dir: Path, contents: Iterable[str], thumbnail_file: ThumbnailFile,
+    pulse: Pulse = no_pulse,
 ) -> frozenset[str]:
     """Hard-link each content's thumbnail to thumbs_dir/<hash[:2]>/<hash>.webp; from the first
     refusal on (another file system, no hard links there) copy instead. Returns the contents
@@ -165,7 +172,9 @@ def place_thumbnails(
     linking = True
     # str paths: at 100k photos, pathlib's joins cost as much as the links themselves
     base = os.fspath(fsutil.private_dir(thumbs_dir))
-    for content in sorted(set(contents)):
+    for count, content in enumerate(sorted(set(contents)), 1):
+        if count % PULSE_EVERY == 0:
+            pulse()
         source = thumbnail_file(content)
         if source is None:
             continue
