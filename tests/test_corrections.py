@@ -216,13 +216,18 @@ def test_idle_checks_pace_the_sweep_instead_of_reading_every_folder_at_once(
         reader.trusted = True
         reader.check(full=True)
         folders_read.clear()
+        pace = corrections.SWEEP_SECONDS / len(folders)
+        for _ in range(10):  # the changed folders are looked at every second; none changed
+            reader.tend()
+            now[0] += corrections.CHECK_SECONDS
+        assert folders_read == []  # every folder was just read
+        now[0] += pace
         reader.tend()  # the first folder of a round of three
         assert folders_read == folders[:1]
-        for _ in range(10):  # the changed folders are looked at every second; none changed
-            now[0] += corrections.CHECK_SECONDS
-            reader.tend()
+        now[0] += pace - 1.0
+        reader.tend()
         assert folders_read == folders[:1]
-        now[0] += corrections.SWEEP_SECONDS / len(folders)
+        now[0] += 1.0
         reader.tend()
         assert folders_read == folders[:2]
 

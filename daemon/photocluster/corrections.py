@@ -185,8 +185,9 @@ class TreeReader:
         top, listing = stamp_of(generation), top_level(generation)
         folders = self.store.folder_names()
         names = self._to_read(generation.name, listing, folders, full, exact)
-        if full:
-            self._round = []  # every folder was just read: the next sweep starts a round
+        if full:  # every folder was just read: the sweep starts a new round, one pace later
+            self._round = []
+            self._next_sweep = self._clock() + SWEEP_SECONDS / max(len(names), 1)
         elif sweep and exact:
             names |= self._swept({name for name, entry in listing.items() if entry.is_dir})
         read = self._read(generation, names, between)
