@@ -292,29 +292,31 @@ class TreeReader:
         """Apply what the user changed in the old generation while the new one was built (it
         was as `before` says), then carry their own things over."""
         listing = top_level(old)
-        dirs = {name for name, entry in listing.items() if entry.is_dir}
         if before.shown is not None:
-            read = self._read(old, self._since_check(dirs, listing, folders))
-            members = self._members(before.shown, folders, read, listing)
-            kept = [f"{name}/{entry}" for name in sorted(dirs - read.keys())
-                    for entry in self._foreign[name]]
+            found = self._reread_changed(old, listing, folders, before.shown)
         else:
-            read = self._read(old, dirs)
-            by_folder = {folder: identity for identity, folder in folders.items()}
-            members = {by_folder[folder]: set(links.values())
-                       for folder, links in before.plan.items() if folder in by_folder}
-            kept = []
-        home: dict[str, str | None] = {photo: identity for identity, photos in members.items()
-                                       for photo in photos}
-        if before.shown is not None:  # photos moved in from a folder that was not read
-            linked = {photo for folder in read.values() for photo in folder.links.values()}
-            home.update((path, cluster) for path, (_, cluster) in
-                        before.shown.homes(linked - home.keys()).items())
-        edits = diff(folders, listing, read, home, members)
+            found = self._reread_all(old, listing, folders, before.plan)
+        edits = diff(folders, listing, found.read, found.home, found.members)
         recording.record(self.store, self.tree, edits, True, folders, fates)
-        self._carry(old, new, edits.foreign + kept)
+        self._carry(old, new, edits.foreign + found.kept)
         with contextlib.suppress(FileNotFoundError):
             self._record(new.name, stamp_of(new), top_level(new), ours=True)
+
+    def _reread_changed(self, old: Path, listing: Mapping[str, Entry],
+                        folders: Mapping[str, str], shown: Store) -> _Reread:
+        """The folders that may differ from what the last check saw, against the catalog the
+        old generation showed (`shown`); what else the others held when last read is kept."""
+        dirs = {name for name, entry in listing.items() if entry.is_dir}
+        read = self._read(old, self._since_check(dirs, listing, folders))
+        members = self._members(shown, folders, read, listing)
+        home: dict[str, str | None] = {photo: identity for identity, photos in members.items()
+                                       for photo in photos}
+        linked = {photo for folder in read.values() for photo in folder.links.values()}
+        home.update((path, cluster) for path, (_, cluster) in  # moved in from an unread folder
+                    shown.homes(linked - home.keys()).items())
+        kept = [f"{name}/{entry}" for name in sorted(dirs - read.keys())
+                for entry in self._foreign.get(name, ())]
+        return _Reread(read, home, members, kept)
 
     def _since_check(self, dirs: set[str], listing: Mapping[str, Entry],
                      folders: Mapping[str, str]) -> set[str]:
@@ -328,6 +330,17 @@ class TreeReader:
                 if name not in clusters or name not in self._foreign
                 or self._stamps.get(name) != listing[name].stamp
                 or listing[name].stamp[1] >= recent}
+
+    def _reread_all(self, old: Path, listing: Mapping[str, Entry], folders: Mapping[str, str],
+                    plan: LinkPlan) -> _Reread:
+        """Every folder, against the links they held when the rebuild began (`plan`)."""
+        read = self._read(old, {name for name, entry in listing.items() if entry.is_dir})
+        by_folder = {folder: identity for identity, folder in folders.items()}
+        members = {by_folder[folder]: set(links.values())
+                   for folder, links in plan.items() if folder in by_folder}
+        home: dict[str, str | None] = {photo: identity for identity, photos in members.items()
+                                       for photo in photos}
+        return _Reread(read, home, members, [])
 
     def _carry(self, old: Path, new: Path, entries: list[str]) -> None:
         moved = foreign_entries.carry(old, new, entries, self.tree.link_prefix(new))
@@ -345,6 +358,17 @@ class TreeReader:
         for generation in sorted(live.parent.glob("gen-*")):
             if generation != live and generation.name != carried and generation.is_dir():
                 self._carry(generation, live, _foreign_in(self.tree, generation))
+
+
+@dataclass(frozen=True)
+class _Reread:
+    """The old generation read back after a swap, in `diff`'s terms, and the user's entries
+    of folders not read again (carried over as they were)."""
+
+    read: dict[str, Folder]
+    home: dict[str, str | None]
+    members: dict[str, set[str]]
+    kept: list[str]
 
 
 @dataclass(frozen=True)
