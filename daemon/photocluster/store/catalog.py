@@ -693,7 +693,13 @@ class Store:
     # ---- the index
 
     def _rebuild_index(self, reason: str) -> None:
+        """Rebuild the index from the catalog and save it at once, while its rows are on their
+        way to disk (`index._write_behind`): the stop after it has nothing big left to sync."""
         self._index.rebuild(self._live_vector_chunks(), reason)
+        try:
+            self.save_index()
+        except StateError as error:  # a full disk: the index works; the next open rebuilds
+            logger.error("%s; it will be rebuilt from the catalog at the next start", error)
 
     def _live_vector_chunks(self) -> Iterator[tuple[Ids, Vectors]]:
         """Ids (c,) and vectors (c, dim) of the live contents, id order, `_READ_CHUNK` rows at

@@ -122,7 +122,9 @@ class VectorIndex:
             os.ftruncate(fd, 0)
             parts, offset = [], 0
             for ids, vectors in chunks:
-                offset += _write_all(fd, _rows(vectors, self._dim), offset)
+                written = _write_all(fd, _rows(vectors, self._dim), offset)
+                _write_behind(fd, offset, written)
+                offset += written
                 parts.append(np.asarray(ids, np.int64))
         except OSError as exc:
             raise StateError(f"cannot rebuild the vector index: {exc}") from exc
@@ -396,6 +398,15 @@ def _write_all(fd: int, data: bytes, offset: int) -> int:
     while written < len(view):
         written += os.pwrite(fd, view[written:], offset + written)
     return written
+
+
+def _write_behind(fd: int, offset: int, length: int) -> None:
+    """Start writing those rows to disk now, without waiting: on Linux POSIX_FADV_DONTNEED
+    starts writeback of the dirty range (and drops only pages already clean), as PostgreSQL's
+    pg_flush_data does where sync_file_range is missing. A rebuilt index at 1M photos is 2 GB:
+    left to the kernel's lazy writeback, the fsync of the next save took 16 s, at a stop."""
+    with contextlib.suppress(OSError, AttributeError):  # advice only; not every OS has it
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _digest(data: bytes) -> str:
