@@ -43,7 +43,11 @@ the same run.
   of 10 000 photos is moved out of the tree, another deleted with rm -rf; the time runs until
   the catalog holds none of their files. The recluster is forced by SIGUSR1 and timed until the
   new tree is swapped in. RSS is sampled every 0.2 s; the peak is the largest of those and
-  VmHWM. No periodic rescan or scheduled recluster ran during the measurement.
+  VmHWM. No periodic rescan or scheduled recluster ran during the measurement. The stop is
+  SIGTERM right after the recluster's new tree is swapped in. The library is as this version
+  leaves one: no thumbnails (the files are empty) and the idle thumbnail fill marked done; the
+  idle window (20 s, from 2 s after the start-up backlog) may hold one folder of the tree
+  reader's sweep (one folder a check, a round every ten minutes or slower).
 - Polling: the same daemon on a 100k library in polling mode (10 s), idle for 60 s after its
   first polls; the reference is watchdog's own poller (one DirectorySnapshot and its diff per
   poll), CPU time of one poll each, measured in this process.
@@ -72,7 +76,7 @@ def daemon_table(got: dict[str, float], setup: dict[str, float], count: int, mod
          "", "", ""],
         ["  peak RSS during that start (index rebuild) / stop after it (first index save)",
          f"{got['rebuild_peak_gb']:.2f} GB / {got['stop_after_rebuild_s']:.1f} s",
-         f"<= {goals['rss_peak_gb']} GB", "", ""],
+         f"<= {goals['rss_peak_gb']} GB / <= {goals['stop_s']:.0f} s", "", ""],
         ["  start with the index saved: READY=1 / reconciled",
          f"{got['start_ready_s']:.1f} s / {got['start_reconciled_s']:.1f} s", "", "", ""],
         ["  RSS idle (median over 20 s) / CPU idle",
@@ -81,9 +85,11 @@ def daemon_table(got: dict[str, float], setup: dict[str, float], count: int, mod
         ["  `status`: catalog queries / the whole command (a process)",
          f"{got['status_s']:.2f} s / {got['status_cli_s']:.2f} s", f"<= {goals['status_s']} s",
          "", ""],
-        ["  a new photo: rename -> linked, p50 / p95 of 20",
-         f"{got['place_p50_s']:.2f} s / {got['place_p95_s']:.2f} s", "", "settle_seconds 2 s",
-         ""],
+        ["  a new photo: rename -> linked, p50 / p95 of 20 (p95 after settling)",
+         f"{got['place_p50_s']:.2f} s / {got['place_p95_s']:.2f} s "
+         f"({got['place_p95_s'] - got['settle_s']:.2f} s)",
+         f"<= {goals['place_after_settle_s']} s after settling",
+         f"settle_seconds {got['settle_s']:g} s", ""],
         [f"  {got['backlog_count']:.0f} new photos at once: all linked / peak RSS meanwhile",
          f"{got['backlog_s']:.0f} s / {got['backlog_peak_gb']:.2f} GB",
          f"<= {goals['rss_peak_gb']} GB", "", ""],
@@ -100,7 +106,8 @@ def daemon_table(got: dict[str, float], setup: dict[str, float], count: int, mod
         ["  largest gap between watchdog pings (READY to stop)",
          f"{got['watchdog_max_gap_s']:.0f} s", f"< {goals['watchdog_max_gap_s']:.0f} s",
          "pings every 60 s", ""],
-        ["  stop (SIGTERM -> exit, index saved)", f"{got['stop_s']:.1f} s", "", "", ""],
+        ["  stop right after the recluster's swap (SIGTERM -> exit, index saved)",
+         f"{got['stop_s']:.1f} s", f"<= {goals['stop_s']:.0f} s", "", ""],
         [f"  a search of the index ({got['index_file_gb']:.2f} GB on disk): 10 nearest / all "
          "above 0.9", f"{got['search_s']:.2f} s / {got['range_search_s']:.2f} s", "",
          f"in-RAM IndexFlatIP {got['flat_search_s']:.2f} s",
