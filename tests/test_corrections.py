@@ -224,12 +224,17 @@ def test_idle_checks_pace_the_sweep_instead_of_reading_every_folder_at_once(
         now[0] += pace
         reader.tend()  # the first folder of a round of three
         assert folders_read == folders[:1]
+        lib.reader = reader  # new photos keep landing in a folder the sweep just read:
+        colour = next(c for c, f in _colour_folders(tmp_path).items() if f == folders[0])
+        _grow(tmp_path, colour, 50, 1)
+        library.apply_changes(lib, [Change("upsert", f"{colour}/{colour}_50.jpg")], _progress,
+                              lambda: False)
         now[0] += pace - 1.0
         reader.tend()
         assert folders_read == folders[:1]
         now[0] += 1.0
         reader.tend()
-        assert folders_read == folders[:2]
+        assert folders_read == folders[:2]  # the round goes on: the sweep is not held back
 
 
 def test_a_stop_between_two_folders_of_a_full_check_records_nothing_yet(
@@ -273,8 +278,22 @@ def test_the_daemons_own_links_do_not_make_the_next_check_read_their_folder(
         lib.reader.check(full=False)
         lib.reader.check(full=False)
         assert folders_read == []
-        lib.reader.check(full=False, sweep=True)  # but the sweep looks at it first
-        assert folders_read == [red]
+
+
+def test_a_start_that_was_not_trusted_does_not_read_every_folder_again_after_its_repair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders_read: list[str]
+) -> None:
+    """The repair compared the whole tree with the catalog: at 1M photos the first check then
+    read all of it once more (17 s), and a stop waited for it."""
+    monkeypatch.setattr(corrections, "RACY_SECONDS", 0.0)  # the tree was built moments ago
+    _scanned(tmp_path)
+    with _opened(tmp_path) as lib:
+        lib.store.set_meta(corrections.TRUSTED, "")  # as after a crash
+    with _opened(tmp_path) as lib:
+        library.mend(lib)
+        folders_read.clear()
+        lib.reader.check(full=False)
+        assert folders_read == []
 
 
 def test_a_users_edit_before_the_daemons_link_into_that_folder_is_still_read(

@@ -89,6 +89,25 @@ class TreeReader:
         if marker:
             self.store.set_meta(TRUSTED, "")  # until this run stops cleanly
 
+    def listing(self) -> dict[str, Entry]:
+        """The top level of the live generation now (empty without one), for `in_step`."""
+        generation = self.tree.live()
+        return {} if generation is None else top_level(generation)
+
+    def in_step(self, before: Mapping[str, Entry]) -> None:
+        """The whole live generation was just compared with the catalog and found in step
+        (`placement.repair_tree`); `before` is its `listing` from before that comparison. The
+        folders whose stamp did not move meanwhile (and had settled: see RACY_SECONDS) are taken
+        as they are, unread: after a start that was not trusted, the first check read every
+        folder again (17 s at 1M photos, which a stop had to wait for)."""
+        generation = self.tree.live()
+        if generation is None or generation.name != self._generation:
+            return
+        settled = time.time_ns() - int(RACY_SECONDS * 1e9)
+        self._adopt({name: entry.stamp for name, entry in top_level(generation).items()
+                     if entry.is_dir and name in before and before[name].stamp == entry.stamp
+                     and entry.stamp[1] < settled})
+
     def close(self) -> None:
         """At a clean exit, with the tree in step: say so in the catalog for the next start."""
         generation = self.tree.live() if self.trusted else None
@@ -272,11 +291,11 @@ class TreeReader:
     def _adopt(self, stamps: Mapping[str, Stamp]) -> None:
         """Take the stamps of folders this writer just changed as the catalog says, without
         reading them again: at 1M photos a folder holds ~50 000 links and took a second to read,
-        after every new photo. An edit of the user's in the same clock tick as ours would keep
-        that stamp, so these folders go first in the sweep's round."""
+        after every new photo. An edit of the user's in the same clock tick as ours keeps that
+        stamp: the sweep reads it within a round, and a swap reads such a folder of the old
+        generation back (`_since_check`). (Putting these folders first in the sweep starved
+        the rest of the round while photos kept coming.)"""
         self._stamps.update(stamps)
-        recent = sorted(stamps, reverse=True)  # popped from the end: these next, in name order
-        self._round = [name for name in self._round if name not in stamps] + recent
 
     def _report(self, found: list[str]) -> None:
         for entry in found:

@@ -208,9 +208,12 @@ def mend(library: Library, stop: Stop | None = None) -> None:
     check = checkpoint(library.pulse, stop)
     library.thumbnails.remove_leftovers()
     library.reader.open(check)
+    before = library.reader.listing()
     with library.reader.rebuilding():
         if not placement.repair_tree(library.store, library.tree, library.thumbnail, check,
                                      library.thumbnails.path_for):
+            if library.store.centroids()[0]:  # compared and found in step
+                library.reader.in_step(before)
             _rename_links_if_asked(library, check)
     library.reader.trusted = True
 
