@@ -483,14 +483,18 @@ def move(library: Library, old: str, new: str) -> None:
         _follow(library, library.store.move(old, new))
 
 
-def _follow(library: Library, written: Written) -> None:
+def _follow(library: Library, written: Written, link: bool = True) -> None:
     """The live tree follows a catalog write: the user's renames first (links go into the
     folders as they are named now), then links (`placement.follow`), then near-duplicate
     groups and their folders (`duplicates.follow`). The reader takes the folders it changed
-    as they are after (`TreeReader.writing`): it does not read them back."""
-    library.reader.before_linking()
-    with library.reader.writing():
-        placed = placement.follow(written, library.store, library.tree)
+    as they are after (`TreeReader.writing`): it does not read them back. Without `link`
+    the photos are placed in the catalog only: a new tree is built from it next."""
+    if link:
+        library.reader.before_linking()
+        with library.reader.writing():
+            placed = placement.follow(written, library.store, library.tree)
+    else:
+        placed = placement.place(written.placeable, library.store, None)
     duplicates.follow(written, placed, library.store, library.tree, library.config.duplicates,
                       library.group_folders)
 
@@ -500,13 +504,7 @@ def _place_unclustered(library: Library, link: bool = True) -> None:
     their near-duplicate groups as new photos do. Without `link` the catalog only: a new tree
     is built from it next, and the old one is left as the catalog before showed it."""
     unclustered = library.store.unclustered(library.fingerprint)
-    written = Written(placeable=library.store.stored_vectors(unclustered))
-    if link:
-        _follow(library, written)
-        return
-    placed = placement.place(written.placeable, library.store, None)
-    duplicates.follow(written, placed, library.store, library.tree, library.config.duplicates,
-                      library.group_folders)
+    _follow(library, Written(placeable=library.store.stored_vectors(unclustered)), link)
 
 
 # ---- reclustering
