@@ -76,6 +76,12 @@ def _link(base: Path, photo: str) -> Path:
                 for name, target in links.items() if target == photo)
 
 
+def _move_link(base: Path, photo: str, folder: str) -> None:
+    """The user moves `photo`'s link into `folder` of the live tree."""
+    link = _link(base, photo)
+    os.rename(link, base / "clusters" / folder / link.name)
+
+
 def _content(lib: Library, photo: str) -> int:
     record = lib.store.file(photo)
     assert record is not None and record.content is not None
@@ -183,8 +189,7 @@ def test_a_check_reads_only_the_folders_whose_mtime_moved(
         folders_read.clear()
         lib.reader.check(full=False)
         assert folders_read == []
-        link = _link(tmp_path, "red/red_0.jpg")
-        os.rename(link, tmp_path / "clusters" / folders["blue"] / link.name)
+        _move_link(tmp_path, "red/red_0.jpg", folders["blue"])
         lib.reader.check(full=False)
         assert sorted(folders_read) == sorted([folders["red"], folders["blue"]])
 
@@ -252,8 +257,7 @@ def test_a_stop_between_two_folders_of_a_full_check_records_nothing_yet(
             raise Stopping("stop requested")
 
     with _running(tmp_path) as lib:
-        link = _link(tmp_path, "blue/blue_0.jpg")
-        os.rename(link, tmp_path / "clusters" / folders["red"] / link.name)
+        _move_link(tmp_path, "blue/blue_0.jpg", folders["red"])
         with pytest.raises(Stopping):
             lib.reader.check(full=True, between=stop_at_the_second_folder)
         assert lib.store.pins() == {}
@@ -304,8 +308,7 @@ def test_a_users_edit_before_the_daemons_link_into_that_folder_is_still_read(
     folders = _colour_folders(tmp_path)
     with _running(tmp_path) as lib:
         lib.reader.check(full=False)
-        link = _link(tmp_path, "blue/blue_0.jpg")
-        os.rename(link, tmp_path / "clusters" / folders["red"] / link.name)  # the user's move
+        _move_link(tmp_path, "blue/blue_0.jpg", folders["red"])  # the user's move
         _grow(tmp_path, "red", 50, 1)
         library.apply_changes(lib, [Change("upsert", "red/red_50.jpg")], _progress, lambda: False)
         folders_read.clear()

@@ -103,7 +103,7 @@ class TreeReader:
         generation = self.tree.live()
         if generation is None or generation.name != self._generation:
             return
-        settled = time.time_ns() - int(RACY_SECONDS * 1e9)
+        settled = _settled_ns()
         self._adopt({name: entry.stamp for name, entry in top_level(generation).items()
                      if entry.is_dir and name in before and before[name].stamp == entry.stamp
                      and entry.stamp[1] < settled})
@@ -276,7 +276,7 @@ class TreeReader:
         (only renames were read), so what was remembered of them stays. `ours`: the stamps
         are of folders this writer just made as the catalog says (a generation it built), so
         recent ones are remembered too (see `_adopt`)."""
-        settled = time.time_ns() - int(RACY_SECONDS * 1e9)
+        settled = _settled_ns()
         if generation != self._generation:
             self._stamps, self._foreign, self._round = {}, {}, []
         self._generation = generation
@@ -343,7 +343,7 @@ class TreeReader:
         stamp moved, or never read, or changed too recently for its stamp to tell (by the
         user or by our own links: the old generation is deleted next, so what it holds now is
         read now), and every folder that is not a cluster's."""
-        recent = time.time_ns() - int(RACY_SECONDS * 1e9)
+        recent = _settled_ns()
         clusters = set(folders.values())
         return {name for name in dirs
                 if name not in clusters or name not in self._foreign
@@ -377,6 +377,12 @@ class TreeReader:
         for generation in sorted(live.parent.glob("gen-*")):
             if generation != live and generation.name != carried and generation.is_dir():
                 self._carry(generation, live, _foreign_in(self.tree, generation))
+
+
+def _settled_ns() -> int:
+    """An mtime (ns) older than this has settled: a change since would have moved it
+    (RACY_SECONDS)."""
+    return time.time_ns() - int(RACY_SECONDS * 1e9)
 
 
 @dataclass(frozen=True)
